@@ -1,0 +1,38 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default="FastSAM-x",
+        help="FastSAM-x, FastSAM-s (downloaded on first use), or a path to a .pt or .safetensors file "
+        "(default: %(default)s)",
+    )
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: %(default)s)")
+    group.add_argument(
+        "--half", action=argparse.BooleanOptionalAction, default=None, help="float16 network (default: on CUDA only)"
+    )
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference")
+    group.add_argument("--imgsz", type=int, default=1024, help="longest side of the network input, multiple of 32 (default: %(default)s)")
+    group.add_argument("--conf", type=float, default=0.4, help="minimum mask confidence (default: %(default)s)")
+    group.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold (default: %(default)s)")
+    group.add_argument("--max-det", type=int, default=300, help="maximum masks per image (default: %(default)s)")
+    group.add_argument(
+        "--retina",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="full-resolution masks; --no-retina builds them at network resolution (faster, coarser) (default: on)",
+    )
+    group.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: %(default)s)")
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")

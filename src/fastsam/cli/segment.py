@@ -1,0 +1,143 @@
+"""``fastsam segment``: segment everything in images, write overlays, JSON and mask PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import add_debug_option, add_inference_options, add_model_options
+
+FORMATS = ("overlay", "json", "png", "polygons")
+
+
+def _formats(text: str) -> list[str]:
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "segment",
+        help="segment everything in images",
+        description="Segment every object in the given images (files, folders, globs) and write, per image, "
+        "OUT/<stem>.png (overlay), OUT/<stem>.json (SA-1B schema, COCO RLE masks), OUT/<stem>/NNN.png "
+        "(one mask per file) and OUT/<stem>_polygons.json, as chosen with --format. A bad image is "
+        "reported and skipped; the exit code is 1 if any image failed.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--format",
+        type=_formats,
+        default=["overlay", "json"],
+        help=f"comma-separated outputs among {', '.join(FORMATS)} (default: overlay,json)",
+    )
+    render = parser.add_argument_group("overlay")
+    render.add_argument("--contours", action=argparse.BooleanOptionalAction, default=True, help="draw mask outlines (default: on)")
+    render.add_argument(
+        "--random-colors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a random colour per mask; --no-random-colors paints all masks one colour (default: on)",
+    )
+    render.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default: %(default)s)")
+    add_model_options(parser)
+    add_inference_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_option(parser)
+    parser.set_defaults(run=run)
+
+
+def _output_stems(paths: list[Path]) -> list[str]:
+    """One output name per input: the file stem, disambiguated by the extension when two stems collide."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    stems, used = [], set()
+    for path in paths:
+        stem = path.stem if counts[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.')}"
+        base, n = stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{base}_{n}"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..engine import FastSAM
+    from ..errors import ImageLoadError
+    from ..io import list_images, load_image
+
+    paths, problems = list_images(args.inputs)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not paths:
+        print("error: no images to segment", file=sys.stderr)
+        return 1
+    model = FastSAM(args.model, device=args.device, half=args.half)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stems = _output_stems(paths)
+    failed: list[str] = []
+    total_masks = 0
+    bar = tqdm(total=len(paths), unit="img", disable=args.quiet or len(paths) < 2, file=sys.stderr)
+    pending: list[tuple[Path, str, object]] = []
+
+    def flush() -> None:
+        nonlocal total_masks
+        if not pending:
+            return
+        results = model.predict(
+            [image for _, _, image in pending],
+            imgsz=args.imgsz,
+            conf=args.conf,
+            iou=args.iou,
+            max_det=args.max_det,
+            retina=args.retina,
+            batch_size=args.batch_size,
+        )
+        for (path, stem, _), result in zip(pending, results):
+            result.file_name = path.name
+            _write(result, args, stem)
+            total_masks += len(result)
+        bar.update(len(pending))
+        pending.clear()
+
+    for path, stem in zip(paths, stems):
+        try:
+            image = load_image(path)
+        except ImageLoadError as err:
+            failed.append(str(path))
+            bar.write(f"skipped {path}: {err}", file=sys.stderr)
+            bar.update(1)
+            continue
+        pending.append((path, stem, image))
+        if len(pending) >= args.batch_size:
+            flush()
+    flush()
+    bar.close()
+    done = len(paths) - len(failed)
+    print(f"segmented {done} image(s), {total_masks} mask(s), wrote {args.out}" + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write(result, args: argparse.Namespace, stem: str) -> None:
+    import json
+
+    out: Path = args.out
+    if "overlay" in args.format:
+        result.save_overlay(out / f"{stem}.png", alpha=args.alpha, contours=args.contours, random_colors=args.random_colors)
+    if "json" in args.format:
+        result.save_json(out / f"{stem}.json")
+    if "png" in args.format:
+        result.save_masks(out / stem)
+    if "polygons" in args.format:
+        rings = [[ring.round(2).tolist() for ring in mask_rings] for mask_rings in result.polygons()]
+        (out / f"{stem}_polygons.json").write_text(json.dumps({"file_name": result.file_name, "polygons": rings}))

@@ -1,0 +1,228 @@
+"""Mask encodings and geometry: COCO run-length encoding, areas, boxes and polygons.
+
+Pure numpy functions (plus pycocotools for RLE and contourpy for polygons). Conventions:
+
+* masks are ``(N, H, W)`` bool arrays;
+* boxes are ``(N, 4)`` float32 in pixels, xyxy in the *pixel-edge* convention: pixel ``(row, col)``
+  covers ``[col, col + 1) x [row, row + 1)``, so a mask whose last column is ``c`` has ``x2 = c + 1``;
+* polygons use the same pixel-edge coordinates, as ``(K, 2)`` float32 arrays of ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from contourpy import LineType, contour_generator
+from pycocotools import mask as mask_utils
+
+
+def _as_mask_stack(masks: np.ndarray) -> np.ndarray:
+    """Validate an ``(N, H, W)`` mask stack and return it as bool."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must have shape (N, H, W); got shape {masks.shape}")
+    return masks if masks.dtype == np.bool_ else masks.astype(bool)
+
+
+def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Encode masks as compressed COCO RLE.
+
+    Args:
+        masks: ``(N, H, W)`` bool (any dtype is accepted; nonzero means inside).
+
+    Returns:
+        ``N`` dicts ``{"size": [H, W], "counts": str}``; ``counts`` is the compressed COCO string,
+        decoded to ASCII so the dicts are JSON-serialisable. ``[]`` when ``N == 0``.
+    """
+    masks = _as_mask_stack(masks)
+    if masks.shape[0] == 0:
+        return []
+    # pycocotools wants (H, W, N) uint8 in Fortran order; one copy, one call.
+    fortran = np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8)
+    encoded = mask_utils.encode(fortran)
+    height, width = masks.shape[1:]
+    return [{"size": [int(height), int(width)], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+
+def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:
+    """Return a pycocotools-ready compressed RLE (``counts`` as bytes) from any COCO RLE form."""
+    try:
+        size = rle["size"]
+        counts = rle["counts"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a COCO RLE dict (needs 'size' and 'counts'): {rle!r:.200}") from exc
+    height, width = (int(v) for v in size)
+    if isinstance(counts, str):
+        return {"size": [height, width], "counts": counts.encode("ascii")}
+    if isinstance(counts, bytes):
+        return {"size": [height, width], "counts": counts}
+    # Uncompressed RLE: counts is a list of run lengths starting with a run of zeros.
+    counts_list = [int(c) for c in counts]
+    return mask_utils.frPyObjects({"size": [height, width], "counts": counts_list}, height, width)
+
+
+def rle_to_mask(rles: Sequence[dict[str, Any]], image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode COCO RLEs to a mask stack.
+
+    Args:
+        rles: dicts with ``"size": [H, W]`` and ``"counts"`` either a compressed string (``str`` or
+            ``bytes``) or an uncompressed list of run lengths. All must have the same size.
+        image_size: ``(H, W)`` used only to shape the result when ``rles`` is empty.
+
+    Returns:
+        ``(N, H, W)`` bool, C-contiguous. ``(0, H, W)`` (or ``(0, 0, 0)`` without ``image_size``)
+        when ``rles`` is empty.
+    """
+    if len(rles) == 0:
+        height, width = image_size if image_size is not None else (0, 0)
+        return np.zeros((0, int(height), int(width)), dtype=bool)
+    compressed = [_to_compressed(r) for r in rles]
+    sizes = {tuple(r["size"]) for r in compressed}
+    if len(sizes) != 1:
+        raise ValueError(f"all RLEs must have the same size to stack them; got sizes {sorted(sizes)}")
+    with warnings.catch_warnings():
+        # pycocotools' Cython RLE objects predate numpy 2's __array__(copy=...) protocol.
+        warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy keyword")
+        decoded = mask_utils.decode(compressed)  # (H, W, N) uint8, Fortran order
+    return np.ascontiguousarray(decoded.transpose(2, 0, 1)).astype(bool)
+
+
+def mask_area(masks: np.ndarray) -> np.ndarray:
+    """Pixel count of each mask.
+
+    Args:
+        masks: ``(N, H, W)`` bool.
+
+    Returns:
+        ``(N,)`` int64 number of True pixels per mask.
+    """
+    masks = _as_mask_stack(masks)
+    # A per-mask full count is ~10x faster than count_nonzero(..., axis=1), which is not SIMD-ed.
+    return np.fromiter((np.count_nonzero(m) for m in masks), dtype=np.int64, count=masks.shape[0])
+
+
+def mask_to_box(masks: np.ndarray) -> np.ndarray:
+    """Tight bounding box of each mask, vectorised over the stack.
+
+    Args:
+        masks: ``(N, H, W)`` bool.
+
+    Returns:
+        ``(N, 4)`` float32 xyxy in pixel-edge convention: ``x1``/``y1`` are the first column/row
+        containing the mask, ``x2``/``y2`` the last column/row **plus one**. Empty masks get
+        ``[0, 0, 0, 0]``.
+    """
+    masks = _as_mask_stack(masks)
+    n, height, width = masks.shape
+    if n == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    rows = masks.any(axis=2)  # (N, H)
+    cols = masks.any(axis=1)  # (N, W)
+    y1 = rows.argmax(axis=1)
+    y2 = height - rows[:, ::-1].argmax(axis=1)
+    x1 = cols.argmax(axis=1)
+    x2 = width - cols[:, ::-1].argmax(axis=1)
+    boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+    boxes[~rows.any(axis=1)] = 0.0
+    return boxes
+
+
+def box_xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """Convert ``(N, 4)`` xyxy boxes to xywh (top-left corner, width, height).
+
+    Args:
+        boxes: ``(N, 4)`` xyxy, any real dtype, in pixels.
+
+    Returns:
+        ``(N, 4)`` xywh, a new array: the input's dtype if floating point, else float32.
+    """
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4); got shape {boxes.shape}")
+    dtype = boxes.dtype if np.issubdtype(boxes.dtype, np.floating) else np.float32
+    out = boxes.astype(dtype, copy=True)
+    out[:, 2:] -= out[:, :2]
+    return out
+
+
+def _shoelace(ring: np.ndarray) -> float:
+    """Signed area of a closed ring of ``(K, 2)`` points (positive = clockwise on screen, y down)."""
+    x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def polygon_area(ring: np.ndarray, signed: bool = False) -> float:
+    """Area in square pixels of a polygon given as ``(K, 2)`` ``(x, y)`` points (shoelace formula).
+
+    With ``signed=True`` the sign gives the orientation in image coordinates (``y`` down): positive
+    for rings running clockwise on screen (outer boundaries from :func:`mask_to_polygons`),
+    negative for counter-clockwise ones (holes).
+    """
+    area = _shoelace(np.asarray(ring))
+    return area if signed else abs(area)
+
+
+def _drop_collinear(ring: np.ndarray) -> np.ndarray:
+    """Remove vertices lying on the straight segment between their neighbours (ring, unclosed)."""
+    if len(ring) <= 3:
+        return ring
+    prev = np.roll(ring, 1, axis=0)
+    nxt = np.roll(ring, -1, axis=0)
+    cross = (ring[:, 0] - prev[:, 0]) * (nxt[:, 1] - ring[:, 1]) - (ring[:, 1] - prev[:, 1]) * (nxt[:, 0] - ring[:, 0])
+    keep = np.abs(cross) > 1e-9
+    return ring[keep] if keep.sum() >= 3 else ring
+
+
+def mask_to_polygons(mask: np.ndarray, min_area: float = 0) -> list[np.ndarray]:
+    """Trace the boundaries of a binary mask as polygons.
+
+    The mask is cropped to its bounding box, padded with one row/column of zeros on every side (so
+    regions touching the image border close) and contoured at level 0.5 with contourpy; the
+    contour therefore runs half-way between inside and outside pixel centres (corners are cut
+    diagonally, so a ``w x h`` rectangle yields an area of ``w*h - 0.5``).
+
+    Every boundary is returned as its own ring: outer boundaries **and** hole boundaries. They can
+    be told apart by orientation: ``polygon_area(ring, signed=True)`` is positive for outer
+    rings (clockwise on screen, ``y`` down) and negative for holes.
+
+    Args:
+        mask: ``(H, W)`` bool.
+        min_area: rings whose enclosed area (square pixels) is below this are dropped.
+
+    Returns:
+        List of ``(K, 2)`` float32 arrays of ``(x, y)`` in pixel-edge coordinates of the original
+        image (pixel ``(row, col)`` spans ``[col, col+1] x [row, row+1]``), the convention of COCO
+        polygons: ``pycocotools.mask.frPyObjects`` rasterises them back to the mask. Rings are not closed
+        explicitly (the first point is not repeated) and collinear vertices are removed.
+        ``[]`` for an empty mask.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W); got shape {mask.shape}")
+    mask = mask.astype(bool, copy=False)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return []
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    padded = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=np.float64)
+    padded[1:-1, 1:-1] = mask[r0:r1, c0:c1]
+    gen = contour_generator(z=padded, name="serial", line_type=LineType.Separate)
+    # Padded index j is pixel (j - 1 + offset) whose centre sits at (j - 1 + offset) + 0.5.
+    offset = np.array([c0 - 0.5, r0 - 0.5])
+    polygons: list[np.ndarray] = []
+    for line in gen.lines(0.5):
+        ring = np.asarray(line, dtype=np.float64)
+        if len(ring) > 1 and np.array_equal(ring[0], ring[-1]):
+            ring = ring[:-1]
+        if len(ring) < 3:
+            continue
+        ring = _drop_collinear(ring + offset)
+        area = abs(_shoelace(ring))
+        if area == 0.0 or area < min_area:
+            continue
+        polygons.append(ring.astype(np.float32))
+    return polygons

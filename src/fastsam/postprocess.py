@@ -1,0 +1,251 @@
+"""From raw network outputs to detections at the original image resolution.
+
+Steps (per image): confidence filter, NMS (torchvision), mask assembly from prototypes, boxes mapped back
+to the original image, then FastSAM's box step: edges within 20 px of the border snap to it and boxes that
+cover more than 90% IoU of the image become the whole-image box (masks are not changed by that step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import batched_nms, box_iou, nms
+
+from .ops.boxes import box_xywh_to_xyxy, crop_masks_to_boxes, scale_boxes_to_original
+from .transforms import Letterbox, letterbox_geometry
+
+MAX_NMS_CANDIDATES = 30000  # candidates kept (highest scores) before NMS
+BORDER_SNAP_PX = 20  # FastSAM: box edges this close to the image border snap to it
+WHOLE_IMAGE_IOU = 0.9  # FastSAM: boxes with IoU above this against the image become the whole image
+_MASK_CHUNK_PIXELS = 16_000_000  # float pixels per chunk when upsampling masks
+
+
+@dataclass
+class Detections:
+    """Detections of one image (torch tensors, on the device they were computed on).
+
+    Attributes:
+        boxes: ``(N, 4)`` float32 xyxy in pixels of the original image.
+        scores: ``(N,)`` float32 in [0, 1].
+        masks: ``(N, H, W)`` bool at the original resolution.
+        classes: ``(N,)`` int64 class index (always 0 for FastSAM).
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    masks: torch.Tensor
+    classes: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+def select_detections(
+    preds: torch.Tensor, nc: int, conf: float, iou: float, max_det: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Confidence filter and NMS for one image.
+
+    Args:
+        preds: ``(4 + nc + M, A)`` one image's head output (xywh boxes in input pixels, scores, coefficients).
+
+    Returns:
+        ``boxes (K, 4)`` xyxy input pixels, ``scores (K,)``, ``classes (K,)``, ``coefficients (K, M)``, sorted by
+        decreasing score, ``K <= max_det``.
+    """
+    scores_all = preds[4 : 4 + nc]
+    best, cls = scores_all.max(0)
+    keep = (best > conf).nonzero().squeeze(1)
+    if keep.numel() > MAX_NMS_CANDIDATES:
+        order = best[keep].sort(descending=True, stable=True).indices[:MAX_NMS_CANDIDATES]
+        keep = keep[order]
+    boxes = box_xywh_to_xyxy(preds[:4, keep].T)
+    scores, cls = best[keep], cls[keep]
+    coefficients = preds[4 + nc :, keep].T
+    if nc == 1:
+        picked = nms(boxes, scores, iou)
+    else:
+        picked = batched_nms(boxes, scores, cls, iou)
+    picked = picked[:max_det]
+    return boxes[picked], scores[picked], cls[picked], coefficients[picked]
+
+
+def _interp(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def masks_full_resolution(
+    protos: torch.Tensor, coefficients: torch.Tensor, boxes: torch.Tensor, geometry: Letterbox
+) -> torch.Tensor:
+    """Masks at the original resolution ("retina" masks).
+
+    The mask logits (at prototype resolution, 1/4 of the input) are cropped to the letterboxed image area,
+    bilinearly resized to the original size, thresholded at 0 and zeroed outside their boxes. When the
+    padding does not fall on a prototype pixel edge, the logits are first upsampled by the smallest factor
+    (2 or 4) that makes the crop exact. This is the reference implementation's computation, bit for bit,
+    except where the reference misplaces the image (see :func:`reference_placement`).
+
+    Args:
+        protos: ``(M, h, w)`` prototypes of one image.
+        coefficients: ``(K, M)``.
+        boxes: ``(K, 4)`` xyxy in original pixels.
+
+    Returns:
+        ``(K, H, W)`` bool.
+    """
+    m, mh, mw = protos.shape
+    h, w = geometry.orig_hw
+    out = torch.zeros((coefficients.shape[0], h, w), dtype=torch.bool, device=protos.device)
+    if coefficients.shape[0] == 0:
+        return out
+    logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw)
+    if reference_placement(geometry.orig_hw, geometry.input_hw) == geometry:
+        # The reference's crop: the smallest upsampling factor (1, 2 or 4) that puts the padding edges on
+        # whole pixels, the crop size rounded at that resolution.
+        gain = min(4 * mh / h, 4 * mw / w)
+        pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
+        factor = 4 // math.gcd(4, pad | pad // 2)
+        fh, fw = factor * mh, factor * mw
+        gain = min(fh / h, fw / w)
+        crop_h, crop_w = max(round(h * gain), 1), max(round(w * gain), 1)
+        top, left = round((fh - crop_h) / 2 - 0.1), round((fw - crop_w) / 2 - 0.1)
+    else:
+        # The reference would misplace this image (its short side rounded onto a multiple of 32): crop the
+        # true image area at input resolution instead.
+        factor, (fh, fw) = 4, geometry.input_hw
+        (crop_h, crop_w), top, left = geometry.resized_hw, geometry.top, geometry.left
+    chunk = max(1, _MASK_CHUNK_PIXELS // (h * w + fh * fw))
+    for start in range(0, logits.shape[0], chunk):
+        part = logits[None, start : start + chunk]
+        if factor > 1:
+            part = F.interpolate(part, scale_factor=factor, mode="bilinear")
+        part = _interp(part[..., top : top + crop_h, left : left + crop_w], (h, w))[0]
+        torch.gt(part, 0, out=out[start : start + chunk])
+    return crop_masks_to_boxes(out, boxes)
+
+
+def masks_input_resolution(
+    protos: torch.Tensor, coefficients: torch.Tensor, boxes_input: torch.Tensor, input_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Masks at the network input resolution (prototype logits upsampled, thresholded, cropped to boxes).
+
+    Args:
+        boxes_input: ``(K, 4)`` xyxy in input pixels.
+
+    Returns:
+        ``(K, H_in, W_in)`` bool.
+    """
+    m, mh, mw = protos.shape
+    if coefficients.shape[0] == 0:
+        return torch.zeros((0, *input_hw), dtype=torch.bool, device=protos.device)
+    logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw)
+    masks = _interp(logits[None], input_hw)[0] > 0
+    return crop_masks_to_boxes(masks, boxes_input)
+
+
+def input_masks_to_original(masks: torch.Tensor, geometry: Letterbox) -> torch.Tensor:
+    """``(K, H_in, W_in)`` bool masks on the letterboxed input -> ``(K, H, W)`` bool on the original image."""
+    h, w = geometry.resized_hw
+    crop = masks[:, geometry.top : geometry.top + h, geometry.left : geometry.left + w]
+    if masks.shape[0] == 0:
+        return torch.zeros((0, *geometry.orig_hw), dtype=torch.bool, device=masks.device)
+    out = torch.empty((masks.shape[0], *geometry.orig_hw), dtype=torch.bool, device=masks.device)
+    chunk = max(1, _MASK_CHUNK_PIXELS // (geometry.orig_hw[0] * geometry.orig_hw[1] + h * w))
+    for start in range(0, masks.shape[0], chunk):
+        part = _interp(crop[None, start : start + chunk].float(), geometry.orig_hw)[0]
+        torch.gt(part, 0.5, out=out[start : start + chunk])
+    return out
+
+
+def fastsam_box_step(boxes: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+    """FastSAM's box adjustment: snap edges near the border, widen near-whole-image boxes to the image.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy in original pixels.
+
+    Returns:
+        A new ``(N, 4)`` tensor.
+    """
+    h, w = orig_hw
+    boxes = boxes.clone()
+    boxes[:, 0] = torch.where(boxes[:, 0] < BORDER_SNAP_PX, 0.0, boxes[:, 0])
+    boxes[:, 1] = torch.where(boxes[:, 1] < BORDER_SNAP_PX, 0.0, boxes[:, 1])
+    boxes[:, 2] = torch.where(boxes[:, 2] > w - BORDER_SNAP_PX, float(w), boxes[:, 2])
+    boxes[:, 3] = torch.where(boxes[:, 3] > h - BORDER_SNAP_PX, float(h), boxes[:, 3])
+    if boxes.shape[0]:
+        whole = torch.tensor([[0.0, 0.0, float(w), float(h)]], dtype=boxes.dtype, device=boxes.device)
+        near_whole = box_iou(whole, boxes)[0] > WHOLE_IMAGE_IOU
+        boxes[near_whole] = whole
+    return boxes
+
+
+def postprocess(
+    preds: torch.Tensor,
+    protos: torch.Tensor,
+    input_hw: tuple[int, int],
+    orig_hws: list[tuple[int, int]],
+    conf: float = 0.4,
+    iou: float = 0.9,
+    max_det: int = 300,
+    retina: bool = True,
+    nc: int = 1,
+    geometries: list[Letterbox] | None = None,
+) -> list[Detections]:
+    """Turn a batch of raw outputs into per-image detections at original resolution.
+
+    Args:
+        preds: ``(B, 4 + nc + M, A)`` head output.
+        protos: ``(B, M, H_in / 4, W_in / 4)``.
+        input_hw: ``(H_in, W_in)`` of the network input (every image of the batch).
+        orig_hws: ``(H, W)`` of each original image (letterboxed into ``input_hw`` with the minimal padding).
+        retina: full-resolution masks from the prototypes (True) or masks made at the input resolution and
+            then resized to the original (False; faster, coarser).
+        geometries: the letterbox placement of each image (default: rebuilt from the shapes, which is exact
+            for inputs made by :func:`fastsam.transforms.letterbox_geometry`).
+    """
+    results = []
+    for i, orig_hw in enumerate(orig_hws):
+        geometry = geometries[i] if geometries is not None else placement_from_shapes(orig_hw, input_hw)
+        boxes_in, scores, classes, coefficients = select_detections(preds[i].float(), nc, conf, iou, max_det)
+        boxes = scale_boxes_to_original(boxes_in, geometry)
+        if retina:
+            masks = masks_full_resolution(protos[i], coefficients, boxes, geometry)
+            nonempty = masks.flatten(1).any(1)
+        else:
+            masks_in = masks_input_resolution(protos[i], coefficients, boxes_in, input_hw)
+            nonempty = masks_in.flatten(1).any(1)
+            masks = input_masks_to_original(masks_in[nonempty], geometry)
+        if not bool(nonempty.all()):
+            boxes, scores, classes = boxes[nonempty], scores[nonempty], classes[nonempty]
+            if retina:
+                masks = masks[nonempty]
+        boxes = fastsam_box_step(boxes, orig_hw)
+        results.append(Detections(boxes, scores, masks, classes))
+    return results
+
+
+def placement_from_shapes(orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+    """The letterbox placement that produced an ``input_hw`` network input from an ``orig_hw`` image."""
+    imgsz = max(input_hw)
+    for rect in (True, False):
+        geometry = letterbox_geometry(tuple(orig_hw), imgsz, rect=rect)
+        if geometry.input_hw == tuple(input_hw):
+            return geometry
+    raise ValueError(f"an input of {input_hw} is not a letterbox of a {tuple(orig_hw)} image")
+
+
+def reference_placement(orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+    """The placement as the reference implementation recomputes it from the two shapes alone.
+
+    It takes the scale as ``min(H_in / H, W_in / W)``, which is smaller than the letterbox's when the short
+    side rounded down onto a multiple of 32 (for example 72x1418 at 640: 630 instead of 640 columns). Where
+    this differs from the true placement, fastsam uses the true one.
+    """
+    h, w = orig_hw
+    gain = min(input_hw[0] / h, input_hw[1] / w)
+    new_h, new_w = max(round(h * gain), 1), max(round(w * gain), 1)
+    top = round((input_hw[0] - new_h) / 2 - 0.1)
+    left = round((input_hw[1] - new_w) / 2 - 0.1)
+    return Letterbox(tuple(orig_hw), (new_h, new_w), tuple(input_hw), top, left)

@@ -1,0 +1,181 @@
+"""Per-image segmentation results and their exports."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastsam.ops.rle import box_xyxy_to_xywh, mask_area, mask_to_polygons, mask_to_rle
+from fastsam.visualize import overlay, save_png
+
+
+@dataclass
+class SegmentationResult:
+    """Masks found in one image.
+
+    Attributes:
+        masks: ``(N, H, W)`` bool, at the original image resolution.
+        boxes: ``(N, 4)`` float32, xyxy in pixels of the original image.
+        scores: ``(N,)`` float32 confidence in [0, 1].
+        image_size: ``(H, W)`` of the original image.
+        file_name: the image's file name (or "" for in-memory images).
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    image_size: tuple[int, int]
+    file_name: str = ""
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @classmethod
+    def empty(
+        cls, image_size: tuple[int, int], file_name: str = "", image: np.ndarray | None = None
+    ) -> SegmentationResult:
+        """A result with no masks: ``(0, H, W)`` bool masks, ``(0, 4)`` float32 boxes, ``(0,)`` scores.
+
+        Args:
+            image_size: ``(H, W)`` of the original image, in pixels.
+            file_name: the image's file name.
+            image: optional ``(H, W, 3)`` uint8 RGB image, kept for rendering.
+        """
+        height, width = (int(v) for v in image_size)
+        return cls(
+            masks=np.zeros((0, height, width), dtype=bool),
+            boxes=np.zeros((0, 4), dtype=np.float32),
+            scores=np.zeros((0,), dtype=np.float32),
+            image_size=(height, width),
+            file_name=file_name,
+            image=image,
+        )
+
+    def select(self, indices: Any) -> SegmentationResult:
+        """A new result holding a subset of the masks (with their boxes and scores).
+
+        Args:
+            indices: anything numpy can index the first axis with: an int, a sequence or array of
+                ints, an ``(N,)`` bool array, or a slice. An int keeps the mask axis (``len == 1``).
+
+        Returns:
+            A :class:`SegmentationResult` with the same ``image_size``, ``file_name`` and ``image``
+            (the image array is shared, not copied).
+        """
+        if isinstance(indices, (int, np.integer)):
+            indices = [int(indices)]
+        elif not isinstance(indices, slice):
+            indices = np.asarray(indices)
+            if indices.dtype != np.bool_:
+                indices = indices.astype(np.intp).reshape(-1)
+        return SegmentationResult(
+            masks=self.masks[indices],
+            boxes=self.boxes[indices],
+            scores=self.scores[indices],
+            image_size=self.image_size,
+            file_name=self.file_name,
+            image=self.image,
+        )
+
+    def to_rle(self) -> list[dict[str, Any]]:
+        """The masks as compressed COCO RLE dicts ``{"size": [H, W], "counts": str}``, one per mask."""
+        return mask_to_rle(self.masks)
+
+    def to_sa1b(self, image_id: int | None = None) -> dict[str, Any]:
+        """The result in the SA-1B annotation schema (JSON-serialisable plain Python types).
+
+        Returns:
+            ``{"image": {"image_id"?, "width", "height", "file_name"}, "annotations": [...]}`` where
+            ``"image_id"`` is present only when given, and annotation ``i`` (ids ``0..N-1``, in mask
+            order) is ``{"id", "segmentation": COCO RLE, "bbox": [x, y, w, h] (float pixels, from
+            ``boxes``), "area": int pixel count, "predicted_iou": float score, "point_coords": [],
+            "crop_box": [0, 0, W, H]}``.
+        """
+        height, width = (int(v) for v in self.image_size)
+        image_info: dict[str, Any] = {}
+        if image_id is not None:
+            image_info["image_id"] = int(image_id)
+        image_info.update({"width": width, "height": height, "file_name": self.file_name})
+        rles = self.to_rle()
+        areas = mask_area(self.masks)
+        bboxes = box_xyxy_to_xywh(np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4))
+        annotations = [
+            {
+                "id": i,
+                "segmentation": rles[i],
+                "bbox": [float(v) for v in bboxes[i]],
+                "area": int(areas[i]),
+                "predicted_iou": float(self.scores[i]),
+                "point_coords": [],
+                "crop_box": [0, 0, width, height],
+            }
+            for i in range(len(self))
+        ]
+        return {"image": image_info, "annotations": annotations}
+
+    def save_json(self, path: str | os.PathLike[str], image_id: int | None = None) -> Path:
+        """Write :meth:`to_sa1b` as JSON to ``path`` (parent folders are created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_sa1b(image_id=image_id)), encoding="utf-8")
+        return path
+
+    def save_masks(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Write each mask as a 0/255 grey (mode ``L``) PNG named by its index.
+
+        Names are zero-padded to 3 digits, or more when ``N > 1000`` (``000.png``, ``001.png``, ...).
+        The folder is created if needed.
+
+        Returns:
+            The written paths, in mask order.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        digits = max(3, len(str(len(self) - 1)))
+        paths: list[Path] = []
+        for i, mask in enumerate(self.masks):
+            path = directory / f"{i:0{digits}d}.png"
+            save_png(np.asarray(mask, dtype=bool), path)
+            paths.append(path)
+        return paths
+
+    def polygons(self, min_area: float = 0) -> list[list[np.ndarray]]:
+        """Boundary polygons of each mask (see :func:`fastsam.ops.rle.mask_to_polygons`).
+
+        Returns:
+            One list per mask of ``(K, 2)`` float32 ``(x, y)`` rings in pixel-edge coordinates
+            (outer boundaries and holes).
+        """
+        return [mask_to_polygons(mask, min_area=min_area) for mask in self.masks]
+
+    def render(
+        self, alpha: float = 0.5, contours: bool = False, random_colors: bool = True, seed: int = 0
+    ) -> np.ndarray:
+        """The image with the masks drawn over it (see :func:`fastsam.visualize.overlay`).
+
+        Returns:
+            ``(H, W, 3)`` uint8 RGB.
+
+        Raises:
+            ValueError: the result holds no image (``image is None``).
+        """
+        if self.image is None:
+            raise ValueError(
+                "this SegmentationResult has no image to draw on (image is None); "
+                "keep the image when predicting or set result.image to the (H, W, 3) uint8 RGB array"
+            )
+        return overlay(
+            self.image, self.masks, alpha=alpha, contours=contours, random_colors=random_colors, seed=seed
+        )
+
+    def save_overlay(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Save :meth:`render` (``kwargs`` are passed to it) as a PNG at ``path``; returns the path."""
+        path = Path(path)
+        save_png(self.render(**kwargs), path)
+        return path

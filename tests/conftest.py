@@ -1,0 +1,53 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/model_factory.py
+
+SHARED_DIR = Path(os.environ.get("FASTSAM_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+"""Read-only project data (``$FASTSAM_SHARED``, default ``../shared`` next to the repository)."""
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder; skips the test when it is absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DIR} (set FASTSAM_SHARED to its location)")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_images_dir(shared_dir: Path) -> Path:
+    """``shared/data/images`` (real photos); skips the test when it is absent."""
+    path = shared_dir / "data" / "images"
+    if not path.is_dir():
+        pytest.skip(f"real test images not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight YOLOv8-seg-n network saved in our .safetensors format (float16)."""
+    from model_factory import save_random_weights
+
+    return save_random_weights(tmp_path_factory.mktemp("weights") / "tiny-n.safetensors", "n", 16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_weights: Path):
+    """A FastSAM on CPU with the random-weight n network."""
+    from fastsam.engine import FastSAM
+
+    return FastSAM(tiny_weights, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def photo_path(shared_images_dir: Path) -> Path:
+    """A real photo (landscape, 800x534)."""
+    return shared_images_dir / "segment-anything" / "dog.jpg"
