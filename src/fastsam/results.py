@@ -24,6 +24,11 @@ class SegmentationResult:
         scores: ``(N,)`` float32 confidence in [0, 1].
         image_size: ``(H, W)`` of the original image.
         file_name: the image's file name (or "" for in-memory images).
+        image: the ``(H, W, 3)`` uint8 RGB image, kept for rendering (optional).
+        indices: for prompt results, ``(N,)`` int64 index of each mask among the everything-mode masks
+            (-1: no mask matched the prompt, or a merged mask); None for everything mode.
+        prompt_ids: for prompt results, ``(N,)`` int64 index of the prompt each mask answers (boxes first,
+            then foreground points, then texts, each in the order given); None for everything mode.
     """
 
     masks: np.ndarray
@@ -32,6 +37,8 @@ class SegmentationResult:
     image_size: tuple[int, int]
     file_name: str = ""
     image: np.ndarray | None = field(default=None, repr=False)
+    indices: np.ndarray | None = None
+    prompt_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -81,6 +88,8 @@ class SegmentationResult:
             image_size=self.image_size,
             file_name=self.file_name,
             image=self.image,
+            indices=None if self.indices is None else self.indices[indices],
+            prompt_ids=None if self.prompt_ids is None else self.prompt_ids[indices],
         )
 
     def to_rle(self) -> list[dict[str, Any]]:

@@ -60,6 +60,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+BN_GAMMA = tuple(float(v) for v in os.environ.get("ORACLE_BN_GAMMA", "0.1,0.3").split(","))
+CLS_STD = float(os.environ.get("ORACLE_CLS_STD", "1.0"))
 SCALES = {"s": (0.33, 0.50, 1024), "x": (1.00, 1.25, 512)}
 
 
@@ -105,6 +107,26 @@ def _synthetic_images(n: int, size: int, seed: int) -> torch.Tensor:
     return torch.stack(imgs)
 
 
+def _letterboxed_photos(paths: list[str], size: int) -> torch.Tensor:
+    """Real photos letterboxed into size x size (grey 114 padding), RGB in [0, 1], for calibration."""
+    import cv2
+
+    out = []
+    for p in paths:
+        im = cv2.imread(p)
+        if im is None:
+            raise SystemExit(f"cannot read calibration image {p}")
+        h, w = im.shape[:2]
+        r = min(size / h, size / w)
+        nh, nw = max(round(h * r), 1), max(round(w * r), 1)
+        im = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas = np.full((size, size, 3), 114, dtype=np.uint8)
+        top, left = (size - nh) // 2, (size - nw) // 2
+        canvas[top : top + nh, left : left + nw] = im
+        out.append(torch.from_numpy(canvas[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255)
+    return torch.stack(out)
+
+
 def _round_half_(model: torch.nn.Module) -> None:
     """Round every float parameter/buffer to float16 precision (what the saved file will hold)."""
     with torch.no_grad():
@@ -113,15 +135,18 @@ def _round_half_(model: torch.nn.Module) -> None:
                 t.copy_(t.half().float())
 
 
-def randomise_(model: torch.nn.Module, seed: int, calib_size: int = 640, target_per_640: int = 250) -> dict:
+def randomise_(
+    model: torch.nn.Module, seed: int, calib_images: list[str] | None = None, calib_size: int = 640,
+    target_per_640: int = 250,
+) -> dict:
     """Randomise all weights of an ultralytics SegmentationModel in place, deterministically.
 
     Conv weights ~ N(0, gain / sqrt(fan_in)); BN affine random; BN running statistics are first
-    measured on synthetic images (so activations stay O(1) through the whole depth) and then
-    perturbed randomly (running_var stays positive).  The head's final layers get random biases;
-    the class-logit layer is rescaled and shifted so that on synthetic 640x640 images about
-    ``target_per_640`` anchors score above 0.4 and scores spread over (0, 1).  The DFL conv stays
-    arange(reg_max).
+    measured layer by layer on calibration images (``calib_images`` letterboxed to 640x640, else
+    synthetic ones) so activations stay O(1) through the whole depth, and perturbed randomly
+    (running_var stays positive).  The head's final layers get random biases; the class-logit layer
+    is rescaled and shifted so that on the calibration images about ``target_per_640`` anchors per
+    image score above 0.4 and scores spread over (0, 1).  The DFL conv stays arange(reg_max).
     """
     from ultralytics.nn.modules.block import DFL
     from ultralytics.nn.modules.head import Segment
@@ -163,7 +188,7 @@ def randomise_(model: torch.nn.Module, seed: int, calib_size: int = 640, target_
                     else:
                         b.copy_(randn(b.shape) * 0.1)
             elif isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(0.6 + 0.8 * rand(m.weight.shape))
+                m.weight.copy_(BN_GAMMA[0] + (BN_GAMMA[1] - BN_GAMMA[0]) * rand(m.weight.shape))
                 m.bias.copy_(randn(m.bias.shape) * 0.3)
         # DFL: fixed arange (as ultralytics builds it), not random
         for m in model.modules():
@@ -186,7 +211,10 @@ def randomise_(model: torch.nn.Module, seed: int, calib_size: int = 640, target_
         model.eval()
         bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         hooks = [m.register_forward_pre_hook(set_stats) for m in bns]
-        model(_synthetic_images(2, calib_size, seed + 1))
+        calib = (
+            _letterboxed_photos(calib_images, calib_size) if calib_images else _synthetic_images(2, calib_size, seed + 1)
+        )
+        model(calib)
         for h in hooks:
             h.remove()
         _round_half_(model)
@@ -197,7 +225,7 @@ def randomise_(model: torch.nn.Module, seed: int, calib_size: int = 640, target_
             c.bias.zero_()
         feats = {}
         hooks = [c.register_forward_hook(lambda mod, inp, out, k=k: feats.__setitem__(k, out)) for k, c in enumerate(cls_convs)]
-        model(_synthetic_images(2, 640, seed + 2))
+        model(calib)
         for h in hooks:
             h.remove()
         # per level: standardise, then one common threshold (each level keeps its share of the anchors)
@@ -205,11 +233,11 @@ def randomise_(model: torch.nn.Module, seed: int, calib_size: int = 640, target_
         scales, offsets = [], []
         for k in range(len(cls_convs)):
             lk = feats[k].flatten()
-            scales.append(2.5 / float(lk.std().clamp_min(1e-6)))
+            scales.append(CLS_STD / float(lk.std().clamp_min(1e-6)))
             offsets.append(-float(lk.mean()) * scales[-1])
             thr_z.append(lk * scales[-1] + offsets[-1])
         z = torch.cat(thr_z)
-        n_anchor = z.numel() / 2  # per image
+        n_anchor = z.numel() / calib.shape[0]  # per image
         thr = float(torch.quantile(z, 1.0 - target_per_640 / n_anchor))
         shift = float(np.log(0.4 / 0.6)) - thr
         for c, sc, off in zip(cls_convs, scales, offsets):
@@ -239,7 +267,7 @@ def cmd_make_checkpoint(a) -> None:
     model = yolo.model
     assert model.model[-1].reg_max == a.reg_max and model.model[-1].nc == 1
     _check_against_tsv(model, a.scale)
-    info = randomise_(model, a.seed)
+    info = randomise_(model, a.seed, a.calib_images)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -498,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.add_argument("--format", choices=("release", "current"), default="release")
+    s.add_argument("--calib-images", nargs="+", help="photos to calibrate BN statistics and score levels on "
+                   "(letterboxed to 640x640); default: synthetic images")
     s.add_argument("--dump", help="also dump the saved file's state dict to this .npz (as dump-state-dict)")
     s.set_defaults(func=cmd_make_checkpoint)
 

@@ -19,6 +19,40 @@ def _formats(text: str) -> list[str]:
     return chosen
 
 
+def _number_groups(text: str, size: int, what: str) -> list[list[float]]:
+    """Parse "a,b;c,d" into [[a, b], [c, d]] with ``size`` numbers per group."""
+    groups = []
+    for chunk in (c.strip() for c in text.replace(" ", "").split(";")):
+        if not chunk:
+            continue
+        try:
+            values = [float(v) for v in chunk.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {chunk!r} is not {size} comma-separated numbers") from None
+        if len(values) != size:
+            raise argparse.ArgumentTypeError(f"{what} {chunk!r} has {len(values)} numbers, expected {size}")
+        groups.append(values)
+    return groups
+
+
+def _points(text: str) -> list[list[float]]:
+    return _number_groups(text, 2, "point")
+
+
+def _boxes(text: str) -> list[list[float]]:
+    return _number_groups(text, 4, "box")
+
+
+def _labels(text: str) -> list[int]:
+    try:
+        labels = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"labels {text!r} must be comma-separated 0/1 values") from None
+    if any(v not in (0, 1) for v in labels):
+        raise argparse.ArgumentTypeError(f"labels {text!r}: use 1 for foreground and 0 for background")
+    return labels
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "segment",
@@ -36,6 +70,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=["overlay", "json"],
         help=f"comma-separated outputs among {', '.join(FORMATS)} (default: overlay,json)",
     )
+    prompts = parser.add_argument_group(
+        "prompts", "select masks instead of writing all of them (the network still runs once per image)"
+    )
+    prompts.add_argument("--points", type=_points, help='points "x,y;x,y" in pixels of the original image')
+    prompts.add_argument("--labels", type=_labels, help='one label per point, "1,0": 1 foreground, 0 background (default: all 1)')
+    prompts.add_argument(
+        "--multimask",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="up to three masks per foreground point, part to whole (default: off)",
+    )
+    prompts.add_argument(
+        "--point-mode",
+        choices=("best", "official", "ultralytics"),
+        default="best",
+        help="best: one mask per foreground point; official: one merged mask as the official repo; "
+        "ultralytics: all selected masks as ultralytics (default: %(default)s)",
+    )
+    prompts.add_argument("--boxes", type=_boxes, help='boxes "x1,y1,x2,y2;..." in pixels (see --box-format)')
+    prompts.add_argument(
+        "--box-format",
+        choices=("xyxy", "xywh"),
+        default="xyxy",
+        help="xyxy corners, or xywh top-left corner + size as the official FastSAM CLI (default: %(default)s)",
+    )
+    prompts.add_argument("--text", action="append", help="a text query (CLIP); repeat for several, one mask each")
+    prompts.add_argument("--top-k", type=int, default=1, help="masks per text query (default: %(default)s)")
     render = parser.add_argument_group("overlay")
     render.add_argument("--contours", action=argparse.BooleanOptionalAction, default=True, help="draw mask outlines (default: on)")
     render.add_argument(
@@ -76,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ImageLoadError
     from ..io import list_images, load_image
 
+    if args.labels is not None and args.points is None:
+        print("error: --labels needs --points", file=sys.stderr)
+        return 2
+    prompted = args.points is not None or args.boxes is not None or bool(args.text)
     paths, problems = list_images(args.inputs)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -105,6 +170,13 @@ def run(args: argparse.Namespace) -> int:
         )
         for (path, stem, _), result in zip(pending, results):
             result.file_name = path.name
+            if prompted:
+                try:
+                    result = _apply_prompts(result, args)
+                except ValueError as err:  # e.g. a point outside this image: skip it, keep going
+                    failed.append(str(path))
+                    bar.write(f"skipped {path}: {err}", file=sys.stderr)
+                    continue
             _write(result, args, stem)
             total_masks += len(result)
         bar.update(len(pending))
@@ -126,6 +198,24 @@ def run(args: argparse.Namespace) -> int:
     done = len(paths) - len(failed)
     print(f"segmented {done} image(s), {total_masks} mask(s), wrote {args.out}" + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _apply_prompts(result, args: argparse.Namespace):
+    from ..predictor import SegmentedImage
+
+    boxes = args.boxes
+    if boxes is not None and args.box_format == "xywh":
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in boxes]
+    session = SegmentedImage(result)
+    return session.prompt(
+        points=args.points,
+        labels=args.labels,
+        boxes=boxes,
+        texts=args.text,
+        multimask=args.multimask,
+        mode=args.point_mode,
+        top_k=args.top_k,
+    )
 
 
 def _write(result, args: argparse.Namespace, stem: str) -> None:

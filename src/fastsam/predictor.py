@@ -1,0 +1,271 @@
+"""Segment once, prompt many times.
+
+:class:`FastSAMPredictor` runs the network once per image (:meth:`~FastSAMPredictor.set_image`); every prompt
+after that only selects among the cached masks, through a bit-packed :class:`~fastsam.ops.mask_index.MaskIndex`
+(milliseconds, no network).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .engine import FastSAM, ImageInput
+from .ops.mask_index import MaskIndex
+from .ops.rle import mask_to_box
+from .prompts.boxes import select_by_boxes
+from .prompts.points import POINT_MODES, PointMode, merge_official, select_best, select_ultralytics
+from .prompts.validation import box_pixels, validate_boxes, validate_points
+from .results import SegmentationResult
+
+if TYPE_CHECKING:
+    from .prompts.text import TextScorer
+
+Points = Sequence[Sequence[float]] | np.ndarray
+Boxes = Sequence[Sequence[float]] | np.ndarray
+
+
+class SegmentedImage:
+    """One image's everything-mode masks, ready for prompts.
+
+    Every method returns a :class:`SegmentationResult` whose ``indices`` say which cached mask answers each
+    prompt (-1: none, or a merged mask) and whose ``prompt_ids`` say which prompt each mask answers.
+    Coordinates are pixels of the original image: points ``(P, 2)`` x, y; boxes ``(B, 4)`` x1, y1, x2, y2.
+    """
+
+    def __init__(self, result: SegmentationResult, text_scorer: TextScorer | None = None, device: str = "cpu") -> None:
+        self.result = result
+        self._text_scorer = text_scorer
+        self._device = device
+        self._index: MaskIndex | None = None
+
+    @property
+    def index(self) -> MaskIndex:
+        """The bit-packed index over the masks (built on first use)."""
+        if self._index is None:
+            self._index = MaskIndex(self.result.masks)
+        return self._index
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.result.image_size
+
+    def everything(self) -> SegmentationResult:
+        """All masks, by decreasing score."""
+        n = len(self.result)
+        return self._pick(np.arange(n), np.full(n, -1))
+
+    def points(
+        self,
+        coords: Points,
+        labels: Sequence[int] | np.ndarray | None = None,
+        multimask: bool = False,
+        mode: PointMode = "best",
+    ) -> SegmentationResult:
+        """Masks for point prompts; see :mod:`fastsam.prompts.points` for the three ``mode`` semantics.
+
+        Args:
+            coords: ``(P, 2)`` x, y in pixels; points on the right/bottom edge count as the last pixel.
+            labels: ``(P,)`` 1 foreground, 0 background (default: all foreground).
+            multimask: with ``mode="best"``, up to three candidates per foreground point (part to whole).
+            mode: ``"best"`` (one mask per foreground point), ``"official"`` (one merged mask) or
+                ``"ultralytics"`` (every selected mask).
+
+        Returns:
+            ``"best"``: one entry per foreground point (an all-False mask with index -1 where no mask contains
+            it), or up to three with ``multimask``. ``"official"``: one merged mask (index -1).
+            ``"ultralytics"``: the selected masks in score order.
+        """
+        if mode not in POINT_MODES:
+            raise ValueError(f"unknown point mode {mode!r}; choose one of {', '.join(POINT_MODES)}")
+        pixels, label_arr = validate_points(coords, labels, self.image_size)
+        if pixels.shape[0] == 0:
+            return self._pick(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        if mode == "ultralytics":
+            chosen = np.flatnonzero(select_ultralytics(self.index, pixels, label_arr))
+            return self._pick(chosen, np.zeros(len(chosen), np.int64))
+        if mode == "official":
+            merged = merge_official(self.result.masks, self.index, pixels, label_arr)
+            used = self.index.contains(pixels).any(0)
+            score = float(self.result.scores[used].max()) if used.any() else 0.0
+            return self._merged(merged, score)
+        picks = select_best(self.index, self.result.scores, pixels, label_arr, multimask)
+        indices, prompt_ids = [], []
+        for prompt_id, pick in enumerate(picks):
+            chosen = pick if pick.size else np.array([-1])
+            indices.extend(chosen.tolist())
+            prompt_ids.extend([prompt_id] * len(chosen))
+        return self._pick(np.array(indices, np.int64), np.array(prompt_ids, np.int64))
+
+    def boxes(self, boxes: Boxes) -> SegmentationResult:
+        """One mask per box: the highest box-region IoU (index -1 and an empty mask where none overlaps).
+
+        Boxes may extend past the image (they are clipped) but must overlap it.
+        """
+        checked = validate_boxes(boxes, self.image_size)
+        indices, _ = select_by_boxes(self.index, box_pixels(checked, self.image_size))
+        return self._pick(indices, np.arange(len(indices)))
+
+    def text(self, queries: str | Sequence[str], top_k: int = 1) -> SegmentationResult:
+        """The ``top_k`` masks that best match each text query according to CLIP (best first per query)."""
+        from .prompts.text import ClipScorer, select_by_text
+
+        texts = [queries] if isinstance(queries, str) else list(queries)
+        if self.result.image is None:
+            raise ValueError("text prompts need the image itself; this result was made without it")
+        if self._text_scorer is None:  # CLIP is loaded once per process and shared
+            self._text_scorer = ClipScorer(device=self._device)
+        indices, _ = select_by_text(
+            self.result.image, self.result.masks, self.result.boxes, texts, self._text_scorer, top_k=top_k
+        )
+        prompt_ids = np.repeat(np.arange(len(texts)), indices.shape[1] if indices.ndim == 2 else 0)
+        return self._pick(indices.reshape(-1), prompt_ids)
+
+    def prompt(
+        self,
+        points: Points | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        boxes: Boxes | None = None,
+        texts: str | Sequence[str] | None = None,
+        multimask: bool = False,
+        mode: PointMode = "best",
+        top_k: int = 1,
+    ) -> SegmentationResult:
+        """Several kinds of prompt at once.
+
+        With ``mode="ultralytics"`` the selections are merged as ultralytics does (the union of the masks each
+        prompt selects, in score order). Otherwise the answers are concatenated: boxes, then points, then texts;
+        ``prompt_ids`` number the prompts in that order. No prompt at all gives everything.
+        """
+        if points is None and boxes is None and texts is None:
+            return self.everything()
+        parts = []
+        if boxes is not None:
+            parts.append(self.boxes(boxes))
+        if points is not None:
+            parts.append(self.points(points, labels, multimask=multimask, mode=mode))
+        if texts is not None:
+            parts.append(self.text(texts, top_k=top_k))
+        if mode == "ultralytics":
+            chosen = np.unique(np.concatenate([p.indices for p in parts]))
+            chosen = chosen[chosen >= 0]
+            return self._pick(chosen, np.zeros(len(chosen), np.int64))
+        return _concatenate(parts, self.result)
+
+    def _pick(self, indices: np.ndarray, prompt_ids: np.ndarray) -> SegmentationResult:
+        """Gather masks by index; -1 gives an all-False mask with a zero box and score."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        valid = indices >= 0
+        safe = np.where(valid, indices, 0)
+        r = self.result
+        n = len(indices)
+        h, w = r.image_size
+        masks = np.zeros((n, h, w), dtype=bool)
+        boxes = np.zeros((n, 4), dtype=np.float32)
+        scores = np.zeros(n, dtype=np.float32)
+        if len(r):
+            masks[valid] = r.masks[safe[valid]]
+            boxes[valid] = r.boxes[safe[valid]]
+            scores[valid] = r.scores[safe[valid]]
+        return SegmentationResult(
+            masks, boxes, scores, r.image_size, r.file_name, r.image, indices=indices,
+            prompt_ids=np.asarray(prompt_ids, dtype=np.int64).reshape(-1),
+        )  # fmt: skip
+
+    def _merged(self, mask: np.ndarray, score: float) -> SegmentationResult:
+        r = self.result
+        return SegmentationResult(
+            mask[None], mask_to_box(mask[None]).astype(np.float32), np.array([score], np.float32), r.image_size,
+            r.file_name, r.image, indices=np.array([-1]), prompt_ids=np.array([0]),
+        )  # fmt: skip
+
+
+def _concatenate(parts: list[SegmentationResult], base: SegmentationResult) -> SegmentationResult:
+    offsets, prompt_ids = 0, []
+    for part in parts:
+        prompt_ids.append(part.prompt_ids + offsets)
+        offsets += int(part.prompt_ids.max()) + 1 if len(part) else 0
+    return SegmentationResult(
+        np.concatenate([p.masks for p in parts]), np.concatenate([p.boxes for p in parts]),
+        np.concatenate([p.scores for p in parts]), base.image_size, base.file_name, base.image,
+        indices=np.concatenate([p.indices for p in parts]), prompt_ids=np.concatenate(prompt_ids),
+    )  # fmt: skip
+
+
+class FastSAMPredictor:
+    """Run the network once per image, then answer any number of prompts from the cached masks.
+
+    Example::
+
+        predictor = FastSAMPredictor(FastSAM("FastSAM-x"))
+        predictor.set_image("dog.jpg")
+        dog = predictor.points([[420, 300]])            # one mask per foreground point
+        parts = predictor.points([[420, 300]], multimask=True)
+        crate = predictor.boxes([[10, 20, 300, 400]])   # xyxy pixels
+        both = predictor.prompt(points=[[420, 300], [50, 50]], labels=[1, 0], boxes=[[10, 20, 300, 400]])
+
+    Args:
+        model: a :class:`FastSAM`, or anything :class:`FastSAM` accepts (a name or a weights path).
+        imgsz, conf, iou, max_det, retina: everything-mode settings (see :meth:`FastSAM.predict`).
+        text_scorer: scores crops against texts (default: CLIP ViT-B/32, loaded on the first text prompt).
+    """
+
+    def __init__(
+        self,
+        model: FastSAM | str | os.PathLike = "FastSAM-x",
+        imgsz: int = 1024,
+        conf: float = 0.4,
+        iou: float = 0.9,
+        max_det: int = 300,
+        retina: bool = True,
+        text_scorer: TextScorer | None = None,
+        device: str | None = "auto",
+    ) -> None:
+        self.model = model if isinstance(model, FastSAM) else FastSAM(model, device=device)
+        self.settings = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "retina": retina}
+        self.text_scorer = text_scorer
+        self.current: SegmentedImage | None = None
+
+    def set_image(self, image: ImageInput) -> SegmentedImage:
+        """Segment one image (the slow step) and make it the target of the prompt methods."""
+        [self.current] = self.set_images([image])
+        return self.current
+
+    def set_images(self, images: Sequence[ImageInput], batch_size: int = 8) -> list[SegmentedImage]:
+        """Segment several images in batches; returns one :class:`SegmentedImage` each (the last becomes current)."""
+        results = self.model.predict(list(images), batch_size=batch_size, **self.settings)
+        sessions = [SegmentedImage(r, self.text_scorer, str(self.model.device)) for r in results]
+        if sessions:
+            self.current = sessions[-1]
+        return sessions
+
+    def set_result(self, result: SegmentationResult) -> SegmentedImage:
+        """Prompt an existing everything-mode result (no network run)."""
+        self.current = SegmentedImage(result, self.text_scorer, str(self.model.device))
+        return self.current
+
+    def _session(self) -> SegmentedImage:
+        if self.current is None:
+            raise RuntimeError("call set_image(image) before prompting")
+        return self.current
+
+    def everything(self) -> SegmentationResult:
+        return self._session().everything()
+
+    def points(self, coords: Points, labels: Sequence[int] | np.ndarray | None = None, multimask: bool = False,
+               mode: PointMode = "best") -> SegmentationResult:  # fmt: skip
+        return self._session().points(coords, labels, multimask, mode)
+
+    def boxes(self, boxes: Boxes) -> SegmentationResult:
+        return self._session().boxes(boxes)
+
+    def text(self, queries: str | Sequence[str], top_k: int = 1) -> SegmentationResult:
+        return self._session().text(queries, top_k)
+
+    def prompt(self, **kwargs) -> SegmentationResult:
+        """See :meth:`SegmentedImage.prompt`."""
+        return self._session().prompt(**kwargs)

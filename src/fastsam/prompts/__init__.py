@@ -1,0 +1,1 @@
+"""Prompt selection: pure functions that pick masks among those already found (no network)."""
