@@ -196,6 +196,13 @@ class Ours:
         _run([sys.executable, str(self.script), json.dumps({"cmd": cmd, **kwargs})], self.env, f"our worker `{cmd}`")
 
 
+def calibration_photos() -> list[Path]:
+    """The test photos (when present): the oracle calibrates its random network's statistics on them, so that
+    every photo gets tens to a few hundred detections with spread-out scores."""
+    paths = [SHARED_DIR / "data" / "images" / p for p in IMAGES]
+    return paths if all(p.is_file() for p in paths) else []
+
+
 class Oracle:
     """Runs tests/oracle/ultralytics_oracle.py subcommands; caches what a session builds."""
 
@@ -219,9 +226,10 @@ class Oracle:
         if key not in self._cache:
             out = self.tmp / f"fastsam-{scale}-{fmt}.pt"
             sd = self.tmp / f"fastsam-{scale}-{fmt}.sd.npz"
+            calib = [str(p) for p in calibration_photos()]
             stdout = self(
                 "make-checkpoint", "--scale", scale, "--reg-max", str(SPECS[scale]), "--seed", str(SEED[scale]),
-                "--format", fmt, "--out", str(out), "--dump", str(sd),
+                "--format", fmt, "--out", str(out), "--dump", str(sd), *(["--calib-images", *calib] if calib else []),
             )
             assert stdout.strip() == str(out.resolve()), f"oracle stdout not clean: {stdout!r}"
             self._cache[key] = (out, sd)

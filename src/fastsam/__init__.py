@@ -18,6 +18,7 @@ from .checkpoint import convert_checkpoint, load_state_dict_from_file
 from .engine import FastSAM, load_model
 from .errors import CheckpointError, FastSAMError, ImageLoadError, WeightsNotFoundError
 from .io import load_image
+from .predictor import FastSAMPredictor, SegmentedImage
 from .results import SegmentationResult
 
 __version__ = "0.1.0"
@@ -27,8 +28,10 @@ __all__ = [
     "CheckpointError",
     "FastSAM",
     "FastSAMError",
+    "FastSAMPredictor",
     "ImageLoadError",
     "SegmentationResult",
+    "SegmentedImage",
     "WeightsNotFoundError",
     "build_fastsam",
     "build_yolov8_seg",

@@ -7,6 +7,7 @@ after that only selects among the cached masks, through a bit-packed :class:`~fa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,10 +55,27 @@ class SegmentedImage:
     def image_size(self) -> tuple[int, int]:
         return self.result.image_size
 
+    @property
+    def masks(self) -> np.ndarray:
+        """``(N, H, W)`` bool: the cached masks (unpacked from the index after :meth:`release_masks`)."""
+        if self.result.masks is None:
+            return self.index.unpack(np.arange(len(self.index)))
+        return self.result.masks
+
+    def release_masks(self) -> int:
+        """Keep the masks only bit-packed in the index (8x less memory); returns the bytes now held."""
+        index = self.index
+        self.result = dataclasses.replace(self.result, masks=None)
+        image_bytes = self.result.image.nbytes if self.result.image is not None else 0
+        return index.nbytes + image_bytes + self.result.boxes.nbytes + self.result.scores.nbytes
+
+    def __len__(self) -> int:
+        return len(self.result.boxes)
+
     def everything(self) -> SegmentationResult:
         """All masks, by decreasing score."""
-        n = len(self.result)
-        return self._pick(np.arange(n), np.full(n, -1))
+        n = len(self)
+        return self.pick(np.arange(n), np.full(n, -1))
 
     def points(
         self,
@@ -84,12 +102,12 @@ class SegmentedImage:
             raise ValueError(f"unknown point mode {mode!r}; choose one of {', '.join(POINT_MODES)}")
         pixels, label_arr = validate_points(coords, labels, self.image_size)
         if pixels.shape[0] == 0:
-            return self._pick(np.zeros(0, np.int64), np.zeros(0, np.int64))
+            return self.pick(np.zeros(0, np.int64), np.zeros(0, np.int64))
         if mode == "ultralytics":
             chosen = np.flatnonzero(select_ultralytics(self.index, pixels, label_arr))
-            return self._pick(chosen, np.zeros(len(chosen), np.int64))
+            return self.pick(chosen, np.zeros(len(chosen), np.int64))
         if mode == "official":
-            merged = merge_official(self.result.masks, self.index, pixels, label_arr)
+            merged = merge_official(self.masks, self.index, pixels, label_arr)
             used = self.index.contains(pixels).any(0)
             score = float(self.result.scores[used].max()) if used.any() else 0.0
             return self._merged(merged, score)
@@ -99,7 +117,7 @@ class SegmentedImage:
             chosen = pick if pick.size else np.array([-1])
             indices.extend(chosen.tolist())
             prompt_ids.extend([prompt_id] * len(chosen))
-        return self._pick(np.array(indices, np.int64), np.array(prompt_ids, np.int64))
+        return self.pick(np.array(indices, np.int64), np.array(prompt_ids, np.int64))
 
     def boxes(self, boxes: Boxes) -> SegmentationResult:
         """One mask per box: the highest box-region IoU (index -1 and an empty mask where none overlaps).
@@ -108,7 +126,7 @@ class SegmentedImage:
         """
         checked = validate_boxes(boxes, self.image_size)
         indices, _ = select_by_boxes(self.index, box_pixels(checked, self.image_size))
-        return self._pick(indices, np.arange(len(indices)))
+        return self.pick(indices, np.arange(len(indices)))
 
     def text(self, queries: str | Sequence[str], top_k: int = 1) -> SegmentationResult:
         """The ``top_k`` masks that best match each text query according to CLIP (best first per query)."""
@@ -120,10 +138,10 @@ class SegmentedImage:
         if self._text_scorer is None:  # CLIP is loaded once per process and shared
             self._text_scorer = ClipScorer(device=self._device)
         indices, _ = select_by_text(
-            self.result.image, self.result.masks, self.result.boxes, texts, self._text_scorer, top_k=top_k
+            self.result.image, self.masks, self.result.boxes, texts, self._text_scorer, top_k=top_k
         )
         prompt_ids = np.repeat(np.arange(len(texts)), indices.shape[1] if indices.ndim == 2 else 0)
-        return self._pick(indices.reshape(-1), prompt_ids)
+        return self.pick(indices.reshape(-1), prompt_ids)
 
     def prompt(
         self,
@@ -153,12 +171,17 @@ class SegmentedImage:
         if mode == "ultralytics":
             chosen = np.unique(np.concatenate([p.indices for p in parts]))
             chosen = chosen[chosen >= 0]
-            return self._pick(chosen, np.zeros(len(chosen), np.int64))
+            return self.pick(chosen, np.zeros(len(chosen), np.int64))
         return _concatenate(parts, self.result)
 
-    def _pick(self, indices: np.ndarray, prompt_ids: np.ndarray) -> SegmentationResult:
-        """Gather masks by index; -1 gives an all-False mask with a zero box and score."""
+    def pick(self, indices: np.ndarray, prompt_ids: np.ndarray | None = None) -> SegmentationResult:
+        """Gather masks by index; -1 gives an all-False mask with a zero box and score.
+
+        ``prompt_ids`` default to ``0, 1, 2, ...``.
+        """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if prompt_ids is None:
+            prompt_ids = np.arange(len(indices))
         valid = indices >= 0
         safe = np.where(valid, indices, 0)
         r = self.result
@@ -167,8 +190,8 @@ class SegmentedImage:
         masks = np.zeros((n, h, w), dtype=bool)
         boxes = np.zeros((n, 4), dtype=np.float32)
         scores = np.zeros(n, dtype=np.float32)
-        if len(r):
-            masks[valid] = r.masks[safe[valid]]
+        if len(self) and valid.any():
+            masks[valid] = r.masks[safe[valid]] if r.masks is not None else self.index.unpack(safe[valid])
             boxes[valid] = r.boxes[safe[valid]]
             scores[valid] = r.scores[safe[valid]]
         return SegmentationResult(

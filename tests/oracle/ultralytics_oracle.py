@@ -61,6 +61,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 BN_GAMMA = tuple(float(v) for v in os.environ.get("ORACLE_BN_GAMMA", "0.1,0.3").split(","))
+SMOOTH = float(os.environ.get("ORACLE_SMOOTH", "0.0"))
 CLS_STD = float(os.environ.get("ORACLE_CLS_STD", "1.0"))
 SCALES = {"s": (0.33, 0.50, 1024), "x": (1.00, 1.25, 512)}
 
@@ -178,7 +179,15 @@ def randomise_(
                     fan_in = w.shape[1] * w.shape[2] * w.shape[3]
                 kind = final_convs.get(id(m), (None,))[0]
                 gain = {"box": 1.5, "cls": 1.0, "coef": 1.0}.get(kind, 1.6)
-                w.copy_(randn(w.shape) * gain / fan_in**0.5)
+                if w.shape[2] * w.shape[3] > 1 and SMOOTH > 0:
+                    # mostly low-pass kernels (random channel mixing of local means) plus a random part:
+                    # purely random 3x3 kernels act as high-pass filters on smooth photos, which makes a
+                    # deep random network chaotic (a one-grey-level input change would flip its outputs)
+                    c_in = w.shape[0] if isinstance(m, torch.nn.ConvTranspose2d) else w.shape[1]
+                    mix = randn((*w.shape[:2], 1, 1)) * gain / c_in**0.5
+                    w.copy_(SMOOTH * mix.expand(w.shape) + (1 - SMOOTH) * randn(w.shape) * gain / fan_in**0.5)
+                else:
+                    w.copy_(randn(w.shape) * gain / fan_in**0.5)
                 if m.bias is not None:
                     b = m.bias
                     if kind == "box":

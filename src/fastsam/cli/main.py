@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from .. import __version__  # noqa: F401
 from ..errors import FastSAMError
-from . import convert, segment
+from . import convert, segment, serve
 
-COMMANDS = (segment, convert)
+COMMANDS = (segment, serve, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FastSAMError, ValueError, OSError) as err:
+    except (FastSAMError, ValueError, OSError, ImportError) as err:
         if getattr(args, "debug", False):
             traceback.print_exc()
         else:

@@ -51,6 +51,18 @@ class MaskIndex:
     def __len__(self) -> int:
         return self.shape[0]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the index (packed bits, integral image, areas, boxes)."""
+        return int(self.words.nbytes + self.integral.nbytes + self.areas.nbytes + self.bboxes.nbytes)
+
+    def unpack(self, indices: np.ndarray) -> np.ndarray:
+        """The masks ``indices`` as ``(K, H, W)`` bool (the index can stand in for the masks themselves)."""
+        _, h, w = self.shape
+        words = self.words[np.asarray(indices, dtype=np.int64).reshape(-1)]  # (K, H, n_words)
+        bits = np.unpackbits(words.view(np.uint8), axis=2, bitorder="little")
+        return bits[:, :, :w].astype(bool)
+
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Which masks contain each point.
 
