@@ -516,3 +516,11 @@ def test_repr_and_defaults() -> None:
         64,
     )
     assert "ViT-B-32" in repr(scorer)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_clip_scorer_on_cuda_matches_cpu(tiny_clip: TinyClip, tiny_scorer: ClipScorer) -> None:
+    rng = np.random.default_rng(4)
+    crops = [rng.integers(0, 256, (16, 24, 3), dtype=np.uint8) for _ in range(3)]
+    gpu = ClipScorer(tiny_clip.name, pretrained=str(tiny_clip.path), device="cuda")
+    np.testing.assert_allclose(gpu(crops, ["a", "b"]), tiny_scorer(crops, ["a", "b"]), atol=1e-3)

@@ -60,9 +60,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-BN_GAMMA = tuple(float(v) for v in os.environ.get("ORACLE_BN_GAMMA", "0.1,0.3").split(","))
-SMOOTH = float(os.environ.get("ORACLE_SMOOTH", "0.0"))
-CLS_STD = float(os.environ.get("ORACLE_CLS_STD", "1.0"))
 SCALES = {"s": (0.33, 0.50, 1024), "x": (1.00, 1.25, 512)}
 
 
@@ -108,8 +105,8 @@ def _synthetic_images(n: int, size: int, seed: int) -> torch.Tensor:
     return torch.stack(imgs)
 
 
-def _letterboxed_photos(paths: list[str], size: int) -> torch.Tensor:
-    """Real photos letterboxed into size x size (grey 114 padding), RGB in [0, 1], for calibration."""
+def _calibration_photos(paths: list[str], size: int) -> torch.Tensor:
+    """Real photos resized (aspect ratio ignored, no padding) to size x size, RGB in [0, 1], for calibration."""
     import cv2
 
     out = []
@@ -117,14 +114,8 @@ def _letterboxed_photos(paths: list[str], size: int) -> torch.Tensor:
         im = cv2.imread(p)
         if im is None:
             raise SystemExit(f"cannot read calibration image {p}")
-        h, w = im.shape[:2]
-        r = min(size / h, size / w)
-        nh, nw = max(round(h * r), 1), max(round(w * r), 1)
-        im = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        canvas = np.full((size, size, 3), 114, dtype=np.uint8)
-        top, left = (size - nh) // 2, (size - nw) // 2
-        canvas[top : top + nh, left : left + nw] = im
-        out.append(torch.from_numpy(canvas[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255)
+        im = cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+        out.append(torch.from_numpy(im[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255)
     return torch.stack(out)
 
 
@@ -137,8 +128,14 @@ def _round_half_(model: torch.nn.Module) -> None:
 
 
 def randomise_(
-    model: torch.nn.Module, seed: int, calib_images: list[str] | None = None, calib_size: int = 640,
+    model: torch.nn.Module,
+    seed: int,
+    calib_images: list[str] | None = None,
+    calib_size: int = 640,
     target_per_640: int = 250,
+    bn_gamma: tuple[float, float] = (0.1, 0.3),
+    smooth: float = 0.0,
+    cls_std: float = 1.0,
 ) -> dict:
     """Randomise all weights of an ultralytics SegmentationModel in place, deterministically.
 
@@ -179,13 +176,13 @@ def randomise_(
                     fan_in = w.shape[1] * w.shape[2] * w.shape[3]
                 kind = final_convs.get(id(m), (None,))[0]
                 gain = {"box": 1.5, "cls": 1.0, "coef": 1.0}.get(kind, 1.6)
-                if w.shape[2] * w.shape[3] > 1 and SMOOTH > 0:
+                if w.shape[2] * w.shape[3] > 1 and smooth > 0:
                     # mostly low-pass kernels (random channel mixing of local means) plus a random part:
                     # purely random 3x3 kernels act as high-pass filters on smooth photos, which makes a
                     # deep random network chaotic (a one-grey-level input change would flip its outputs)
                     c_in = w.shape[0] if isinstance(m, torch.nn.ConvTranspose2d) else w.shape[1]
                     mix = randn((*w.shape[:2], 1, 1)) * gain / c_in**0.5
-                    w.copy_(SMOOTH * mix.expand(w.shape) + (1 - SMOOTH) * randn(w.shape) * gain / fan_in**0.5)
+                    w.copy_(smooth * mix.expand(w.shape) + (1 - smooth) * randn(w.shape) * gain / fan_in**0.5)
                 else:
                     w.copy_(randn(w.shape) * gain / fan_in**0.5)
                 if m.bias is not None:
@@ -197,7 +194,7 @@ def randomise_(
                     else:
                         b.copy_(randn(b.shape) * 0.1)
             elif isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(BN_GAMMA[0] + (BN_GAMMA[1] - BN_GAMMA[0]) * rand(m.weight.shape))
+                m.weight.copy_(bn_gamma[0] + (bn_gamma[1] - bn_gamma[0]) * rand(m.weight.shape))
                 m.bias.copy_(randn(m.bias.shape) * 0.3)
         # DFL: fixed arange (as ultralytics builds it), not random
         for m in model.modules():
@@ -206,7 +203,7 @@ def randomise_(
                 m.conv.weight.copy_(torch.arange(c1, dtype=torch.float32).view(1, c1, 1, 1))
         _round_half_(model)
 
-        # ---- BN statistics: measured on synthetic data layer by layer (each BN sees the already
+        # ---- BN statistics: measured on the calibration images layer by layer (each BN sees the already
         # normalised outputs of the layers before it), randomly perturbed as they are set ----
         def set_stats(bn, inputs):
             x = inputs[0].detach().float()
@@ -217,58 +214,59 @@ def randomise_(
             bn.running_mean.copy_(bn.running_mean.half().float())
             bn.num_batches_tracked.fill_(0)
 
+        # one pass over the calibration images sets every BN's statistics (pre-hooks, in execution
+        # order) and records the class logits that the final network gives on those images
         model.eval()
+        cls_convs = [seq[-1] for seq in head.cv3]
+        for c in cls_convs:
+            c.bias.zero_()
+        feats = {}
         bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         hooks = [m.register_forward_pre_hook(set_stats) for m in bns]
+        hooks += [
+            c.register_forward_hook(lambda mod, inp, out, k=k: feats.__setitem__(k, out.detach().clone()))
+            for k, c in enumerate(cls_convs)
+        ]
         calib = (
-            _letterboxed_photos(calib_images, calib_size) if calib_images else _synthetic_images(2, calib_size, seed + 1)
+            _calibration_photos(calib_images, calib_size) if calib_images else _synthetic_images(2, calib_size, seed + 1)
         )
         model(calib)
         for h in hooks:
             h.remove()
         _round_half_(model)
 
-        # ---- class logits: scale to std ~ 2.5 and shift so ~target_per_640 anchors exceed conf 0.4 ----
-        cls_convs = [seq[-1] for seq in head.cv3]
-        for c in cls_convs:
-            c.bias.zero_()
-        feats = {}
-        hooks = [c.register_forward_hook(lambda mod, inp, out, k=k: feats.__setitem__(k, out)) for k, c in enumerate(cls_convs)]
-        model(calib)
-        for h in hooks:
-            h.remove()
+        # ---- class logits: per level scaled to std cls_std and shifted so that ~target_per_640 anchors
+        # per 640x640 of calibration image exceed conf 0.4 ----
         # per level: standardise, then one common threshold (each level keeps its share of the anchors)
         thr_z = []
         scales, offsets = [], []
         for k in range(len(cls_convs)):
             lk = feats[k].flatten()
-            scales.append(CLS_STD / float(lk.std().clamp_min(1e-6)))
+            scales.append(cls_std / float(lk.std().clamp_min(1e-6)))
             offsets.append(-float(lk.mean()) * scales[-1])
             thr_z.append(lk * scales[-1] + offsets[-1])
         z = torch.cat(thr_z)
-        n_anchor = z.numel() / calib.shape[0]  # per image
-        thr = float(torch.quantile(z, 1.0 - target_per_640 / n_anchor))
+        thr = float(torch.quantile(z, 1.0 - target_per_640 / 8400))  # same share of anchors at any size
         shift = float(np.log(0.4 / 0.6)) - thr
         for c, sc, off in zip(cls_convs, scales, offsets):
             c.weight.mul_(sc)
             c.bias.fill_(off + shift)
         scale = scales
         _round_half_(model)
-    for m in model.modules():  # forward in train mode may have cached anchors/shape on the head
+    for m in model.modules():  # the calibration forward cached anchors for its input shape
         if isinstance(m, Segment):
-            m.shape = None
+            for attr in ("shape", "anchors", "strides"):
+                m.__dict__.pop(attr, None)  # back to the class defaults, as in a freshly built model
     return {"cls_scale": scale, "cls_shift": shift}
 
 
 def cmd_make_checkpoint(a) -> None:
-    import datetime
-    from copy import deepcopy
-
-    import ultralytics
     from ultralytics import YOLO
-    from ultralytics.utils import DEFAULT_CFG_DICT, YAML
+    from ultralytics.utils import YAML
 
     torch.manual_seed(a.seed)
+    # building is not part of any bitwise comparison (both sides then read the same file): use the cores
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     tmp = tempfile.mkdtemp(prefix="fastsam_oracle_")
     cfg_path = os.path.join(tmp, f"yolov8{a.scale}-seg.yaml")  # ultralytics guesses the scale from this name
     YAML.save(cfg_path, _yaml_dict(a.scale, a.reg_max))
@@ -276,42 +274,17 @@ def cmd_make_checkpoint(a) -> None:
     model = yolo.model
     assert model.model[-1].reg_max == a.reg_max and model.model[-1].nc == 1
     _check_against_tsv(model, a.scale)
-    info = randomise_(model, a.seed, a.calib_images)
+    info = randomise_(
+        model, a.seed, a.calib_images, calib_size=a.calib_size, target_per_640=a.target_per_640,
+        bn_gamma=tuple(a.bn_gamma), smooth=a.smooth, cls_std=a.cls_std,
+    )
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
     out = os.path.abspath(a.out)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    if a.format == "current":
-        yolo.save(out)  # ultralytics 8.4's own writer: {ema, model, modelopt, date, version, license, docs}
-    else:
-        train_args = {
-            **DEFAULT_CFG_DICT,
-            "task": "segment",
-            "mode": "train",
-            "model": f"yolov8{a.scale}-seg.yaml",
-            "data": "sa.yaml",
-            "epochs": 100,
-            "imgsz": 1024,
-            "batch": 16,
-        }
-        m = deepcopy(model).half()
-        m.args = dict(train_args)
-        for p in m.parameters():
-            p.requires_grad_(False)
-        ckpt = {
-            "epoch": -1,
-            "best_fitness": None,
-            "model": m,
-            "ema": None,
-            "updates": None,
-            "optimizer": None,
-            "train_args": train_args,
-            "date": datetime.datetime.now().isoformat(),
-            "version": ultralytics.__version__,
-        }
-        torch.save(ckpt, out)
+    _save(yolo, model, a.format, a.scale, out)
     if a.dump:
         _dump_state_dict(out, a.dump)
     print(f"oracle: saved {a.format} checkpoint scale={a.scale} reg_max={a.reg_max} seed={a.seed} {info}", file=sys.stderr)
@@ -340,6 +313,71 @@ def _check_against_tsv(model, scale: str) -> None:
     if ref != mine:
         diff = [(r, m) for r, m in zip(ref, mine) if r != m][:5]
         raise SystemExit(f"state dict differs from {path}: {len(ref)} vs {len(mine)} entries; first diffs {diff}")
+
+
+def _save(yolo, model, fmt: str, scale: str, out: str) -> None:
+    """Write ``model`` (an ultralytics SegmentationModel) in the given checkpoint format."""
+    import datetime
+    from copy import deepcopy
+
+    import ultralytics
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    if fmt == "current":
+        yolo.model = model
+        yolo.ckpt = {}
+        yolo.save(out)  # ultralytics 8.4's own writer: {ema, model, modelopt, date, version, license, docs}
+        return
+    train_args = {
+        **DEFAULT_CFG_DICT,
+        "task": "segment",
+        "mode": "train",
+        "model": f"yolov8{scale}-seg.yaml",
+        "data": "sa.yaml",
+        "epochs": 100,
+        "imgsz": 1024,
+        "batch": 16,
+    }
+    m = deepcopy(model).half()
+    m.args = dict(train_args)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    ckpt = {  # the layout of the published FastSAM-s.pt / FastSAM-x.pt
+        "epoch": -1,
+        "best_fitness": None,
+        "model": m,
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "train_args": train_args,
+        "date": datetime.datetime.now().isoformat(),
+        "version": ultralytics.__version__,
+    }
+    torch.save(ckpt, out)
+
+
+def cmd_resave(a) -> None:
+    """Re-write an existing checkpoint's network in another format (no re-randomisation)."""
+    from ultralytics import YOLO
+
+    ckpt = _torch_load(a.weights)
+    model = (ckpt.get("ema") or ckpt.get("model")).float().eval()
+    head = model.model[-1]
+    scale = {32: "s", 80: "x"}.get(model.model[0].conv.out_channels)
+    if scale is None:
+        raise SystemExit("resave: not a FastSAM-s/x network")
+    tmp = tempfile.mkdtemp(prefix="fastsam_oracle_")
+    cfg_path = os.path.join(tmp, f"yolov8{scale}-seg.yaml")
+    from ultralytics.utils import YAML
+
+    YAML.save(cfg_path, _yaml_dict(scale, head.reg_max))
+    yolo = YOLO(cfg_path, task="segment")
+    yolo.model.load_state_dict(model.state_dict())
+    out = os.path.abspath(a.out)
+    _save(yolo, yolo.model, a.format, scale, out)
+    if a.dump:
+        _dump_state_dict(out, a.dump)
+    _emit(out)
 
 
 # =====================================================================================================
@@ -536,9 +574,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--format", choices=("release", "current"), default="release")
     s.add_argument("--calib-images", nargs="+", help="photos to calibrate BN statistics and score levels on "
-                   "(letterboxed to 640x640); default: synthetic images")
+                   "(resized to --calib-size squared); default: synthetic images")
+    s.add_argument("--calib-size", type=int, default=640, help="calibration image side (use the imgsz it will run at)")
+    s.add_argument("--target-per-640", type=int, default=250,
+                   help="anchors per 640x640 calibration image that should score above 0.4")
+    s.add_argument("--bn-gamma", type=float, nargs=2, default=(0.1, 0.3), metavar=("LO", "HI"),
+                   help="BatchNorm weights ~ U(LO, HI): small values make the random network less chaotic")
+    s.add_argument("--smooth", type=float, default=0.0,
+                   help="0..1: share of the spatially constant (low-pass) part of 3x3 kernels")
+    s.add_argument("--cls-std", type=float, default=1.0, help="std of the class logits on the calibration images")
     s.add_argument("--dump", help="also dump the saved file's state dict to this .npz (as dump-state-dict)")
     s.set_defaults(func=cmd_make_checkpoint)
+
+    s = sub.add_parser("resave", help="re-write a checkpoint's network in the release or current format")
+    s.add_argument("--weights", required=True)
+    s.add_argument("--format", choices=("release", "current"), required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--dump", help="also dump the saved file's state dict to this .npz")
+    s.set_defaults(func=cmd_resave)
 
     s = sub.add_parser("dump-state-dict", help="save a checkpoint's state dict (as float32) to .npz")
     s.add_argument("--weights", required=True)

@@ -219,7 +219,7 @@ class ClipScorer:
         pretrained: open_clip pretrained tag (e.g. ``"openai"``; downloaded into the Hugging Face hub cache
             when online) or a path to a local checkpoint file (open_clip state dict, ``.pt``/``.bin``/
             ``.safetensors``). For tags trained with QuickGELU (``openai``) QuickGELU is used, as in the original
-            OpenAI model.
+            OpenAI model; for a local FILE of OpenAI weights pass ``model_name="ViT-B-32-quickgelu"`` instead.
         device: torch device the model runs on.
         batch_size: crops per image-encoder forward pass.
 

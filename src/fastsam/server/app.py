@@ -23,6 +23,7 @@ from ..errors import FastSAMError, ImageLoadError
 from ..io import load_image
 from ..ops.rle import mask_area, mask_to_rle
 from ..predictor import SegmentedImage
+from ..prompts.text import TextScorer
 from ..results import SegmentationResult
 from ..visualize import overlay
 from .cache import ByteLRU
@@ -82,8 +83,16 @@ def _mask_out(result: SegmentationResult) -> list[MaskOut]:
     ]
 
 
-def create_app(config: ServerConfig | None = None, model: FastSAM | None = None) -> FastAPI:
-    """Build the app. With ``model`` given it is used as is; otherwise ``config.model`` is loaded at startup."""
+def create_app(
+    config: ServerConfig | None = None, model: FastSAM | None = None, text_scorer: TextScorer | None = None
+) -> FastAPI:
+    """Build the app.
+
+    Args:
+        config: limits and the model to load at startup.
+        model: a loaded model to use instead of ``config.model``.
+        text_scorer: scores crops against texts for text prompts (default: CLIP ViT-B/32, loaded on first use).
+    """
     config = config or ServerConfig()
     state: dict = {"worker": None, "model_name": str(config.model)}
     cache: ByteLRU[SegmentedImage] = ByteLRU(config.cache_bytes)
@@ -208,7 +217,7 @@ def create_app(config: ServerConfig | None = None, model: FastSAM | None = None)
 
         def finish() -> tuple[str, list[MaskOut]]:
             masks = _mask_out(result)
-            segmented = SegmentedImage(result, device=str(w.model.device))
+            segmented = SegmentedImage(result, text_scorer, device=str(w.model.device))
             nbytes = segmented.release_masks()
             image_id = uuid.uuid4().hex
             cache.put(image_id, segmented, nbytes)
