@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,16 +126,3 @@ def test_empty() -> None:
     assert res.to_rle() == [] and res.polygons() == []
     image = np.zeros((10, 12, 3), np.uint8)
     np.testing.assert_array_equal(SegmentationResult.empty((10, 12), image=image).render(), image)
-
-
-def test_results_module_does_not_import_torch() -> None:
-    """results.py and what it imports (rle, visualize) stay numpy-only."""
-    code = (
-        "import sys, fastsam, fastsam.ops; base = 'torch' in sys.modules; "
-        "import fastsam.results; print(base, 'torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    base, after = out.stdout.split()
-    if base == "True":
-        pytest.skip("the fastsam / fastsam.ops package __init__ already imports torch")
-    assert after == "False"

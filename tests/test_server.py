@@ -158,3 +158,41 @@ def test_cache_evicts_by_bytes(tiny_model, photo_path: Path) -> None:
         assert health["cache_bytes"] <= 3_000_000
         assert c.get(f"/api/v1/images/{ids[-1]}").status_code == 200
         assert c.get(f"/api/v1/images/{ids[0]}").status_code == 404
+
+
+@pytest.mark.slow
+def test_fastsam_serve_process_starts_serves_and_shuts_down_gracefully(tiny_weights: Path, photo_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fastsam.cli.main", "serve", "--model", str(tiny_weights), "--device", "cpu",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=1).json()["ready"]:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        uploaded = httpx.post(f"{base}/api/v1/images?imgsz=128", content=photo_path.read_bytes(), timeout=60)
+        assert uploaded.status_code == 201
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+        # uvicorn finishes the requests and the lifespan (our worker drains its queue), then re-raises SIGTERM
+        assert server.returncode in (0, -signal.SIGTERM), output
+        assert "Waiting for application shutdown" in output and "Application shutdown complete" in output
+        assert "Traceback" not in output
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -8,20 +8,26 @@ activation), with ``YOLO_OFFLINE=1``, ``YOLO_AUTOINSTALL=False`` and ``YOLO_CONF
 Subcommands
 -----------
 make-checkpoint   build the YOLOv8-seg architecture (nc=1, given scale and reg_max) from the
-                  ultralytics yaml, randomise every weight deterministically and save it in ultralytics'
-                  own checkpoint format (``release``: the layout of the published FastSAM-*.pt files;
-                  ``current``: what ultralytics 8.4's ``Model.save()`` writes).  Prints the path.
+                  ultralytics yaml, randomise every weight deterministically (see ``randomise_``) and
+                  save it in ultralytics' own checkpoint format (``release``: the layout of the
+                  published FastSAM-*.pt files; ``current``: what ultralytics 8.4's ``Model.save()``
+                  writes).  ``--calib-images`` (the photos the tests use) and ``--calib-size`` (the
+                  resolution it will run at) calibrate the random network so that it gives tens to a few
+                  hundred detections with spread-out scores and is not chaotic.  Prints the path.
+resave            re-write an existing checkpoint's network in the other format (same weights).
 dump-state-dict   load a checkpoint the way ultralytics does (torch.load, ``ema`` or ``model``) and save
-                  its state dict, as stored (float16 values cast to float32), to an .npz.
+                  its state dict, as stored (float16 values cast to float32), to an .npz
+                  (``__keys__``, ``__dtypes__``, ``__top_keys__`` and one array per tensor).
 predict           run ``FastSAM(weights).predict`` on each image separately and save, per image, the
                   pre-processed input, raw head outputs, final boxes/scores/masks.
 postprocess       run only ``FastSAMPredictor.postprocess`` (NMS, masks, border/whole-image box step)
-                  on raw outputs read from an .npz, for one original image.
+                  on raw outputs (``preds``, ``protos``, ``input_shape`` in each --raw .npz) for the
+                  original image(s) given with --image (the network is not run).
 
-Only the result path (make-checkpoint) or nothing is written to stdout; ultralytics' own logging is
-sent to stderr.
+Only the result path (make-checkpoint, resave) or nothing is written to stdout; ultralytics' own
+logging is sent to stderr.  Inference runs on CPU with one torch thread.
 
-Output .npz layout for predict/postprocess (``i`` = image index; postprocess uses i = 0):
+Output .npz layout for predict/postprocess (``i`` = position of the image in --images / --image):
   img{i}_path, img{i}_orig_shape (h, w)
   img{i}_input (1,3,H,W) float32   [predict only] tensor the network saw
   img{i}_preds (1,4+nc+32,A) float32, img{i}_protos (1,32,H/4,W/4) float32   [predict only]
@@ -33,8 +39,8 @@ Output .npz layout for predict/postprocess (``i`` = image index; postprocess use
   img{i}_masks_shape   (N, h, w)
   img{i}_masks_orig_packed / img{i}_masks_orig_shape   masks at the original image size (with retina
                        off: ultralytics' own ``scale_masks(...) > 0.5``, as its prompt code does)
+  img{i}_input_shape  [postprocess only] the input shape the raw outputs were made for
   meta  JSON string with the arguments and versions
-(postprocess: i = position of the image in --image, paired with --raw)
 """
 
 from __future__ import annotations
@@ -134,17 +140,23 @@ def randomise_(
     calib_size: int = 640,
     target_per_640: int = 250,
     bn_gamma: tuple[float, float] = (0.1, 0.3),
-    smooth: float = 0.0,
     cls_std: float = 1.0,
 ) -> dict:
     """Randomise all weights of an ultralytics SegmentationModel in place, deterministically.
 
-    Conv weights ~ N(0, gain / sqrt(fan_in)); BN affine random; BN running statistics are first
-    measured layer by layer on calibration images (``calib_images`` letterboxed to 640x640, else
-    synthetic ones) so activations stay O(1) through the whole depth, and perturbed randomly
-    (running_var stays positive).  The head's final layers get random biases; the class-logit layer
-    is rescaled and shifted so that on the calibration images about ``target_per_640`` anchors per
-    image score above 0.4 and scores spread over (0, 1).  The DFL conv stays arange(reg_max).
+    Conv weights ~ N(0, gain / sqrt(fan_in)); BN weight ~ U(bn_gamma), bias ~ N(0, 0.3); BN running
+    statistics measured layer by layer on calibration images (``calib_images`` resized to
+    ``calib_size`` squared, else synthetic ones) so activations stay O(1) through the whole depth, and
+    perturbed randomly (mean +- 0.1 std, var x exp(N(0, 0.2)), so running_var stays positive).  The
+    head's final layers get random biases; the class-logit layer is rescaled per level and shifted so
+    that on the calibration images about ``target_per_640`` anchors per 640x640 score above 0.4 and
+    scores spread over (0, 1) without saturating to exactly 1.0 (no ties).  The DFL conv stays
+    arange(reg_max).  Everything is rounded to float16, the precision the file stores.
+
+    Why small BN weights and calibration at the run resolution: a random network amplifies small
+    input changes (one grey level from a different resize) much more than a trained one; with BN
+    weights of O(1) it is chaotic, and BN statistics measured at another resolution compound into
+    exploding activations through the ~60 layers of FastSAM-x.
     """
     from ultralytics.nn.modules.block import DFL
     from ultralytics.nn.modules.head import Segment
@@ -176,15 +188,7 @@ def randomise_(
                     fan_in = w.shape[1] * w.shape[2] * w.shape[3]
                 kind = final_convs.get(id(m), (None,))[0]
                 gain = {"box": 1.5, "cls": 1.0, "coef": 1.0}.get(kind, 1.6)
-                if w.shape[2] * w.shape[3] > 1 and smooth > 0:
-                    # mostly low-pass kernels (random channel mixing of local means) plus a random part:
-                    # purely random 3x3 kernels act as high-pass filters on smooth photos, which makes a
-                    # deep random network chaotic (a one-grey-level input change would flip its outputs)
-                    c_in = w.shape[0] if isinstance(m, torch.nn.ConvTranspose2d) else w.shape[1]
-                    mix = randn((*w.shape[:2], 1, 1)) * gain / c_in**0.5
-                    w.copy_(smooth * mix.expand(w.shape) + (1 - smooth) * randn(w.shape) * gain / fan_in**0.5)
-                else:
-                    w.copy_(randn(w.shape) * gain / fan_in**0.5)
+                w.copy_(randn(w.shape) * gain / fan_in**0.5)
                 if m.bias is not None:
                     b = m.bias
                     if kind == "box":
@@ -276,7 +280,7 @@ def cmd_make_checkpoint(a) -> None:
     _check_against_tsv(model, a.scale)
     info = randomise_(
         model, a.seed, a.calib_images, calib_size=a.calib_size, target_per_640=a.target_per_640,
-        bn_gamma=tuple(a.bn_gamma), smooth=a.smooth, cls_std=a.cls_std,
+        bn_gamma=tuple(a.bn_gamma), cls_std=a.cls_std,
     )
     model.eval()
     for p in model.parameters():
@@ -580,8 +584,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="anchors per 640x640 calibration image that should score above 0.4")
     s.add_argument("--bn-gamma", type=float, nargs=2, default=(0.1, 0.3), metavar=("LO", "HI"),
                    help="BatchNorm weights ~ U(LO, HI): small values make the random network less chaotic")
-    s.add_argument("--smooth", type=float, default=0.0,
-                   help="0..1: share of the spatially constant (low-pass) part of 3x3 kernels")
     s.add_argument("--cls-std", type=float, default=1.0, help="std of the class logits on the calibration images")
     s.add_argument("--dump", help="also dump the saved file's state dict to this .npz (as dump-state-dict)")
     s.set_defaults(func=cmd_make_checkpoint)
