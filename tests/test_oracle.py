@@ -206,10 +206,12 @@ class Ours:
         _run([sys.executable, str(self.script), json.dumps({"cmd": cmd, **kwargs})], self.env, f"our worker `{cmd}`")
 
 
-def calibration_photos() -> list[Path]:
+def calibration_photos(scale: str) -> list[Path]:
     """The test photos (when present): the oracle calibrates its random network's statistics on them, so that
-    every photo gets tens to a few hundred detections with spread-out scores."""
-    paths = [SHARED_DIR / "data" / "images" / p for p in IMAGES]
+    every photo gets tens to a few hundred detections with spread-out scores (FastSAM-x, slow to calibrate
+    at 1024, on its test photo and one more)."""
+    names = (X_IMAGE, IMAGES[2]) if scale == "x" else IMAGES
+    paths = [SHARED_DIR / "data" / "images" / p for p in names]
     return paths if all(p.is_file() for p in paths) else []
 
 
@@ -238,7 +240,7 @@ class Oracle:
             out = self.tmp / f"fastsam-{scale}-{fmt}.pt"
             sd = self.tmp / f"fastsam-{scale}-{fmt}.sd.npz"
             if fmt == "release":
-                calib = [str(p) for p in calibration_photos()]
+                calib = [str(p) for p in calibration_photos(scale)]
                 stdout = self(
                     "make-checkpoint", "--scale", scale, "--reg-max", str(SPECS[scale]), "--seed", str(SEED[scale]),
                     "--format", fmt, "--out", str(out), "--dump", str(sd), "--calib-size", str(CALIB_SIZE[scale]),

@@ -335,8 +335,8 @@ def test_cases_are_meaningful(prompted):
 def _match(ours: np.ndarray, theirs: np.ndarray) -> list[float]:
     """One-to-one pairing (same position first, then any unused mask) by mask IoU; the pairs' IoUs."""
     ious, used = [], set()
-    flat_o = ours.reshape(len(ours), -1)
-    for j, t in enumerate(theirs.reshape(len(theirs), -1)):
+    flat_o = ours.reshape(len(ours), int(np.prod(ours.shape[1:])))
+    for j, t in enumerate(theirs.reshape(len(theirs), int(np.prod(theirs.shape[1:])))):
         order = [j] + [i for i in range(len(ours)) if i != j] if j < len(ours) else list(range(len(ours)))
         best, best_iou = None, -1.0
         for i in order:

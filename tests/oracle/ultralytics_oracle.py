@@ -211,8 +211,8 @@ def randomise_(
         # normalised outputs of the layers before it), randomly perturbed as they are set ----
         def set_stats(bn, inputs):
             x = inputs[0].detach().float()
-            mean = x.mean(dim=(0, 2, 3))
-            var = x.var(dim=(0, 2, 3), unbiased=True).clamp_min(1e-6)
+            var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=True)
+            var = var.clamp_min(1e-6)
             bn.running_mean.copy_(mean + randn(mean.shape) * 0.1 * var.sqrt())
             bn.running_var.copy_((var * torch.exp(randn(var.shape) * 0.2)).half().float().clamp_min(1e-4))
             bn.running_mean.copy_(bn.running_mean.half().float())
