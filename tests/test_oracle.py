@@ -7,7 +7,10 @@ Both sides use one torch thread.
 
 The oracle builds random-weight FastSAM-s (scale s, reg_max 16) and FastSAM-x (scale x, reg_max 26)
 checkpoints in ultralytics' own file formats (``release``: the published FastSAM-*.pt layout;
-``current``: what ultralytics 8.4 ``Model.save()`` writes), once per session.
+``current``: what ultralytics 8.4 ``Model.save()`` writes), once per session, calibrated on the test photos
+so that every photo gets tens to a few hundred detections with untied, spread-out scores.  FastSAM-x and all
+1024 cases are marked ``slow`` (FastSAM-x runs at 1024 on one photo only); the whole file takes about
+3 minutes on 2 CPU cores, the rest (``-m "not slow"``) about 1.5 minutes.
 
 Tolerances:
 * state dicts: bit-identical (float16 values compared after an exact cast to float32);
