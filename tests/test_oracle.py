@@ -57,7 +57,6 @@ RAW_RTOL = 1e-4
 BOX_ATOL = 1e-4
 SCORE_ATOL = 1e-4
 MASK_IOU_MIN = 0.99
-E2E_MATCH_FRACTION = 0.9
 
 TIMEOUT = 900
 
@@ -350,15 +349,6 @@ def mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def compare_detections(ref_boxes, ref_scores, ref_masks, boxes, scores, masks, label: str) -> dict:
     """Same count and order, boxes/scores within tolerance, mask IoU >= MASK_IOU_MIN; returns measured stats."""
     n_ref, n = len(ref_scores), len(scores)
@@ -597,31 +587,11 @@ E2E_CASES = [
 ]
 
 
-E2E_BOX_IOU = 0.8
-E2E_MEDIAN_MASK_IOU = 0.85
-E2E_COUNT_TOL = 0.1
-
-
-def _greedy_match(ref_boxes, ref_masks, boxes, masks) -> list[float]:
-    """One-to-one pairs with box IoU >= E2E_BOX_IOU, greedily by box IoU; returns the pairs' mask IoUs."""
-    if len(ref_boxes) == 0 or len(boxes) == 0:
-        return []
-    biou = box_iou_matrix(ref_boxes, boxes)
-    used_r, used_o, ious = set(), set(), []
-    for flat in np.argsort(-biou, axis=None, kind="stable"):
-        r, o = divmod(int(flat), biou.shape[1])
-        if biou[r, o] < E2E_BOX_IOU:
-            break
-        if r in used_r or o in used_o:
-            continue
-        used_r.add(r)
-        used_o.add(o)
-        ious.append(float(mask_ious(ref_masks[r : r + 1], masks[o : o + 1])[0]))
-    return ious
-
 
 @pytest.mark.parametrize("scale, imgsz, retina", E2E_CASES)
 def test_end_to_end_from_image_files(oracle, ours, photos, x_photo, tmp_path, scale, imgsz, retina):
+    """From the image file to the masks, each side with its own pre-processing: bit-identical network inputs
+    (our 8-bit resize reproduces the reference library's fixed-point arithmetic), hence identical detections."""
     images = _images_for(scale, photos, x_photo)
     weights, _ = oracle.checkpoint(scale, "release")
     pred_npz = oracle.predict(scale, imgsz, retina, images)
@@ -632,25 +602,11 @@ def test_end_to_end_from_image_files(oracle, ours, photos, x_photo, tmp_path, sc
     for i, path in enumerate(images):
         x_ref, x = ref[f"img{i}_input"], mine[f"img{i}_input"]
         assert x.shape == x_ref.shape, f"{path.name}: our input {x.shape} vs ultralytics {x_ref.shape}"
-        diff = np.abs(x.astype(np.float64) - x_ref)
-        stats = {
-            "input_maxdiff_x255": round(float(diff.max()) * 255, 4),
-            "input_values_differing": f"{(diff > 1e-6).mean():.4%}",
-        }
-        assert diff.max() <= 1 / 255 + 1e-6, f"{path.name}: letterboxed inputs differ by {diff.max() * 255:.3f}/255"
+        assert np.array_equal(x, x_ref), (
+            f"{path.name}: letterboxed inputs differ (max {np.abs(x - x_ref).max() * 255:.3f}/255)"
+        )
         ref_boxes, ref_scores = ref[f"img{i}_boxes"], ref[f"img{i}_scores"]
         ref_masks = unpack(ref, f"img{i}_masks_orig")
         boxes, scores, masks = mine[f"img{i}_boxes"], mine[f"img{i}_scores"], unpack(mine, f"img{i}_masks")
         label = f"end-to-end {scale}@{imgsz} retina={retina} {path.name}"
-        if diff.max() <= 1e-7:
-            stats.update(compare_detections(ref_boxes, ref_scores, ref_masks, boxes, scores, masks, label))
-        else:
-            ious = _greedy_match(ref_boxes, ref_masks, boxes, masks)
-            n_ref, n = len(ref_scores), len(scores)
-            big = max(n, n_ref, 1)
-            stats.update(n_ours=n, n_ultralytics=n_ref, matched=len(ious),
-                         median_matched_mask_iou=round(float(np.median(ious)), 4) if ious else None)
-            assert abs(n - n_ref) <= E2E_COUNT_TOL * big, f"{label}: counts differ too much; {stats}"
-            assert len(ious) >= E2E_MATCH_FRACTION * big, f"{label}: too few box matches; {stats}"
-            assert not ious or np.median(ious) >= E2E_MEDIAN_MASK_IOU, f"{label}: matched masks differ; {stats}"
-        report(label, stats)
+        report(label, compare_detections(ref_boxes, ref_scores, ref_masks, boxes, scores, masks, label))

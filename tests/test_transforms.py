@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fastsam.ops.boxes import scale_boxes_to_original
 from fastsam.postprocess import fastsam_box_step, placement_from_shapes, reference_placement
-from fastsam.transforms import PAD_VALUE, letterbox_geometry, letterbox_image
+from fastsam.transforms import PAD_VALUE, letterbox_geometry, letterbox_image, resize_bilinear_u8
 
 
 @given(h=st.integers(1, 5000), w=st.integers(1, 5000), imgsz=st.sampled_from([64, 640, 1024]))
@@ -75,3 +75,15 @@ def test_reference_placement_quirk_is_detected() -> None:
     # for an ordinary photo both agree
     g = letterbox_geometry((534, 800), 1024)
     assert reference_placement((534, 800), g.input_hw) == g
+
+
+@given(
+    h=st.integers(1, 300), w=st.integers(1, 300), out_h=st.integers(1, 400), out_w=st.integers(1, 400),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=200, deadline=None)
+def test_resize_is_bit_identical_to_the_reference_library(h: int, w: int, out_h: int, out_w: int, seed: int) -> None:
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (test extra) is the reference for the 8-bit resize")
+    image = np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    expected = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR).reshape(out_h, out_w, 3)
+    assert np.array_equal(resize_bilinear_u8(image, (out_h, out_w)).numpy(), expected)

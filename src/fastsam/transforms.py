@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 PAD_VALUE = 114  # grey used for the letterbox padding
 STRIDE = 32  # the network's largest stride: input sides must be multiples of it
@@ -51,20 +50,71 @@ def letterbox_geometry(orig_hw: tuple[int, int], imgsz: int, stride: int = STRID
     return Letterbox(orig_hw, (new_h, new_w), (new_h + top + bottom, new_w + left + right), top, left)
 
 
+_COEF_BITS = 11  # fixed-point precision of the interpolation weights
+_COEF_SCALE = 1 << _COEF_BITS
+
+
+def _linear_weights(n_out: int, n_in: int, clamp_weights: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Taps and 11-bit weights of an 8-bit bilinear resize along one axis (pixel-centre alignment).
+
+    Along x the weights of taps outside the image are folded onto the edge pixel; along y the edge row is
+    repeated with the weights kept, which rounds slightly differently: both as the reference's resize does.
+    """
+    pos = ((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5).astype(np.float32)
+    first = np.floor(pos).astype(np.int64)
+    frac = pos - first
+    if clamp_weights:
+        low, high = first < 0, first >= n_in - 1
+        frac[low | high] = 0.0
+        first[low] = 0
+        first[high] = n_in - 1
+    w0 = np.rint((np.float32(1.0) - frac) * _COEF_SCALE).astype(np.int32)
+    w1 = np.rint(frac * _COEF_SCALE).astype(np.int32)
+    i0, i1 = np.clip(first, 0, n_in - 1), np.clip(first + 1, 0, n_in - 1)
+    return (torch.from_numpy(i0), torch.from_numpy(i1), torch.from_numpy(w0), torch.from_numpy(w1))
+
+
+def resize_bilinear_u8(image: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of an 8-bit image with fixed-point arithmetic, as the reference implementation's image
+    library (OpenCV ``INTER_LINEAR`` on 8-bit images) computes it, bit for bit.
+
+    Horizontal pass with 11-bit weights into integers, then vertical pass in 16-bit fixed point with the
+    reference's rounding steps.
+
+    Args:
+        image: ``(H, W, C)`` uint8.
+        size_hw: ``(h, w)`` output size.
+
+    Returns:
+        ``(h, w, C)`` uint8 tensor.
+    """
+    h, w = size_hw
+    x0, x1, a0, a1 = _linear_weights(w, image.shape[1], clamp_weights=True)
+    y0, y1, b0, b1 = _linear_weights(h, image.shape[0], clamp_weights=False)
+    rows = torch.unique(torch.cat((y0, y1)))  # only the source rows that are used
+    lookup = torch.zeros(image.shape[0], dtype=torch.int64)
+    lookup[rows] = torch.arange(len(rows))
+    used = torch.from_numpy(image[rows.numpy()].astype(np.int32))
+    across = used.index_select(1, x0) * a0[None, :, None] + used.index_select(1, x1) * a1[None, :, None]
+    top = ((across.index_select(0, lookup[y0]) >> 4) * b0[:, None, None]) >> 16
+    bottom = ((across.index_select(0, lookup[y1]) >> 4) * b1[:, None, None]) >> 16
+    return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+
+
 def letterbox_image(image: np.ndarray, geometry: Letterbox) -> torch.Tensor:
     """Resize and pad an RGB uint8 ``(H, W, 3)`` image as ``geometry`` says.
 
-    Bilinear resize with pixel-centre alignment and no antialiasing, rounded to 8 bits (as an 8-bit image
-    library would store it), padded with grey 114.
+    The resize is :func:`resize_bilinear_u8`, so the network input equals the reference implementation's bit for
+    bit; the padding is grey 114.
 
     Returns:
         ``(3, H_in, W_in)`` float32 in [0, 1].
     """
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     h, w = geometry.resized_hw
     if (h, w) != tuple(image.shape[:2]):
-        x = F.interpolate(x[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
-        x = x.round_().clamp_(0, 255)
+        x = resize_bilinear_u8(image, (h, w)).permute(2, 0, 1)
+    else:
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     out = torch.full((3, *geometry.input_hw), float(PAD_VALUE), dtype=torch.float32)
     out[:, geometry.top : geometry.top + h, geometry.left : geometry.left + w] = x
     return out.div_(255.0)
