@@ -228,3 +228,16 @@ def test_real_coco_annotations_roundtrip(shared_dir: Path) -> None:
             assert (back & mask).sum() / (back | mask).sum() > 0.9
         checked += 1
     assert checked > 0
+
+
+@given(
+    masks=arrays(bool, st.tuples(st.integers(0, 4), st.integers(1, 17), st.integers(1, 13))),
+)
+@settings(max_examples=200, deadline=None)
+def test_mask_to_rle_equals_pycocotools(masks: np.ndarray) -> None:
+    from pycocotools import mask as mask_utils
+
+    ours = mask_to_rle(masks)
+    if len(masks):
+        theirs = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+        assert [r["counts"] for r in ours] == [r["counts"].decode("ascii") for r in theirs]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .rle import mask_to_box
+
 _WORD = 64
 
 
@@ -46,7 +48,7 @@ class MaskIndex:
         np.cumsum(np.cumsum(counts, axis=1), axis=2, out=integral[:, 1:, 1:])
         self.integral = integral
         self.areas = integral[:, -1, -1].copy()
-        self.bboxes = _tight_boxes(masks)
+        self.bboxes = mask_to_box(masks).astype(np.int64)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -111,18 +113,3 @@ class MaskIndex:
         bitmask = np.uint64(((1 << width) - 1) << lo) if width < _WORD else np.uint64(0xFFFFFFFFFFFFFFFF)
         return _popcount64(self.words[:, y1:y2, k] & bitmask).sum(1)
 
-
-def _tight_boxes(masks: np.ndarray) -> np.ndarray:
-    n = masks.shape[0]
-    boxes = np.zeros((n, 4), dtype=np.int64)
-    if n == 0:
-        return boxes
-    cols, rows = masks.any(1), masks.any(2)  # (N, W), (N, H)
-    nonempty = cols.any(1)
-    w, h = cols.shape[1], rows.shape[1]
-    boxes[:, 0] = cols.argmax(1)
-    boxes[:, 2] = w - cols[:, ::-1].argmax(1)
-    boxes[:, 1] = rows.argmax(1)
-    boxes[:, 3] = h - rows[:, ::-1].argmax(1)
-    boxes[~nonempty] = 0
-    return boxes

@@ -30,6 +30,10 @@ def _as_mask_stack(masks: np.ndarray) -> np.ndarray:
 def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     """Encode masks as compressed COCO RLE.
 
+    Each mask is encoded from its tight bounding box only (runs are found with one vectorised pass over the box,
+    then offset to the column-major order of the whole image), so the cost follows the masks' extents rather
+    than ``N x H x W``; pycocotools compresses the run lengths.
+
     Args:
         masks: ``(N, H, W)`` bool (any dtype is accepted; nonzero means inside).
 
@@ -40,11 +44,36 @@ def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
     masks = _as_mask_stack(masks)
     if masks.shape[0] == 0:
         return []
-    # pycocotools wants (H, W, N) uint8 in Fortran order; one copy, one call.
-    fortran = np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8)
-    encoded = mask_utils.encode(fortran)
     height, width = masks.shape[1:]
+    boxes = mask_to_box(masks).astype(np.int64)
+    uncompressed = [
+        {"size": [int(height), int(width)], "counts": _column_major_runs(mask, box, height, width)}
+        for mask, box in zip(masks, boxes)
+    ]
+    encoded = mask_utils.frPyObjects(uncompressed, int(height), int(width))
     return [{"size": [int(height), int(width)], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+
+def _column_major_runs(mask: np.ndarray, box: np.ndarray, height: int, width: int) -> list[int]:
+    """Uncompressed COCO run lengths (alternating 0s and 1s, column-major) of a mask inside ``box`` xyxy."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    if x2 <= x1 or y2 <= y1:
+        return [height * width]
+    h = y2 - y1
+    padded = np.zeros((x2 - x1, h + 2), dtype=bool)  # one background row above and below each column
+    padded[:, 1:-1] = mask[y1:y2, x1:x2].T
+    flat = padded.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    pos = (x1 + change // (h + 2)) * height + (y1 + change % (h + 2) - 1)  # whole-image column-major index
+    starts, ends = pos[0::2], pos[1::2]
+    joined = ends[:-1] == starts[1:]  # a run that ends at the bottom and goes on at the top of the next column
+    starts = starts[np.concatenate(([True], ~joined))]
+    ends = ends[np.concatenate((~joined, [True]))]
+    edges = np.empty(2 * len(starts) + 2, dtype=np.int64)
+    edges[0], edges[-1] = 0, height * width
+    edges[1:-1:2], edges[2:-1:2] = starts, ends
+    runs = np.diff(edges)
+    return (runs[:-1] if runs[-1] == 0 else runs).tolist()  # no trailing empty run of 0s
 
 
 def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:
