@@ -79,3 +79,26 @@ def test_convert_command(tmp_path: Path, capsys) -> None:
 def test_console_script_help() -> None:
     result = subprocess.run([sys.executable, "-m", "fastsam.cli.main", "segment", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--max-det" in result.stdout and "--no-retina" in result.stdout
+
+
+def test_segment_with_prompts(tmp_path: Path, tiny_weights: Path, photo_path: Path) -> None:
+    common = ["--model", str(tiny_weights), "--device", "cpu", "--imgsz", "256", "--quiet", "--format", "json"]
+    assert main(["segment", str(photo_path), "--out", str(tmp_path / "a"), "--points", "400,300;50,50",
+                 "--labels", "1,0", "--boxes", "100,100,500,400;0,0,800,534", *common]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "a" / "dog.json").read_text())
+    assert len(record["annotations"]) == 3  # two boxes, then one foreground point
+    # xywh boxes as the official CLI writes them select the same masks as the equivalent xyxy boxes
+    assert main(["segment", str(photo_path), "--out", str(tmp_path / "b"), "--boxes", "100,100,400,300",
+                 "--box-format", "xywh", *common]) == 0  # fmt: skip
+    assert main(["segment", str(photo_path), "--out", str(tmp_path / "c"), "--boxes", "100,100,500,400", *common]) == 0
+    b = json.loads((tmp_path / "b" / "dog.json").read_text())["annotations"]
+    c = json.loads((tmp_path / "c" / "dog.json").read_text())["annotations"]
+    assert b == c and len(b) == 1
+
+
+def test_prompt_outside_an_image_skips_that_image(tmp_path: Path, tiny_weights: Path, photo_path: Path, capsys) -> None:
+    code = main(["segment", str(photo_path), "--model", str(tiny_weights), "--device", "cpu", "--imgsz", "128",
+                 "--quiet", "--out", str(tmp_path), "--points", "5000,10"])  # fmt: skip
+    assert code == 1 and "outside the 800x534 image" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["segment", str(photo_path), "--labels", "1,2"])
