@@ -102,3 +102,24 @@ def test_prompt_outside_an_image_skips_that_image(tmp_path: Path, tiny_weights: 
     assert code == 1 and "outside the 800x534 image" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["segment", str(photo_path), "--labels", "1,2"])
+
+
+def test_folder_run_logs_errors_and_resumes(tmp_path: Path, tiny_weights: Path, photo_path: Path, capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        shutil.copy(photo_path, folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    out = tmp_path / "out"
+    args = ["segment", str(folder), "--model", str(tiny_weights), "--device", "cpu", "--imgsz", "128", "--out",
+            str(out), "--quiet", "--batch-size", "2"]  # fmt: skip
+    assert main(args) == 1
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [Path(e["path"]).name for e in errors] == ["broken.png"] and errors[0]["stage"] == "load"
+    assert all((out / f"{s}.json").is_file() and (out / f"{s}.png").is_file() for s in "abc")
+    capsys.readouterr()
+    (folder / "broken.png").unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert main([*args, "--skip-existing"]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.json")} == before

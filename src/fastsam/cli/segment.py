@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="segment everything in images",
         description="Segment every object in the given images (files, folders, globs) and write, per image, "
         "OUT/<stem>.png (overlay), OUT/<stem>.json (SA-1B schema, COCO RLE masks), OUT/<stem>/NNN.png "
-        "(one mask per file) and OUT/<stem>_polygons.json, as chosen with --format. A bad image is "
-        "reported and skipped; the exit code is 1 if any image failed.",
+        "(one mask per file) and OUT/<stem>_polygons.json, as chosen with --format. Images are decoded in "
+        "background threads and outputs written while the network runs. A bad image is reported, logged to "
+        "OUT/errors.jsonl and skipped; the exit code is 1 if any image failed.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: %(default)s)")
@@ -108,6 +109,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     render.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default: %(default)s)")
     add_model_options(parser)
     add_inference_options(parser)
+    parser.add_argument(
+        "--skip-existing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="skip images whose outputs are all already in --out (resume an interrupted run) (default: off)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="image decoding threads (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug_option(parser)
     parser.set_defaults(run=run)
@@ -130,12 +138,22 @@ def _output_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
+def _outputs(args: argparse.Namespace, stem: str) -> list[Path]:
+    """The files (or folder) that the chosen formats write for one image."""
+    names = {"overlay": f"{stem}.png", "json": f"{stem}.json", "png": stem, "polygons": f"{stem}_polygons.json"}
+    return [args.out / names[f] for f in args.format]
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     from ..engine import FastSAM
-    from ..errors import ImageLoadError
-    from ..io import list_images, load_image
+    from ..io import list_images
+    from ..pipeline import segment_stream
 
     if args.labels is not None and args.points is None:
         print("error: --labels needs --points", file=sys.stderr)
@@ -147,56 +165,58 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print("error: no images to segment", file=sys.stderr)
         return 1
-    model = FastSAM(args.model, device=args.device, half=args.half)
     args.out.mkdir(parents=True, exist_ok=True)
-    stems = _output_stems(paths)
-    failed: list[str] = []
-    total_masks = 0
-    bar = tqdm(total=len(paths), unit="img", disable=args.quiet or len(paths) < 2, file=sys.stderr)
-    pending: list[tuple[Path, str, object]] = []
+    stems = dict(zip(paths, _output_stems(paths)))
+    todo = [p for p in paths if not (args.skip_existing and all(o.exists() for o in _outputs(args, stems[p])))]
+    skipped = len(paths) - len(todo)
+    if not todo:
+        print(f"nothing to do: all {len(paths)} image(s) already have outputs in {args.out}", file=sys.stderr)
+        return 0
+    model = FastSAM(args.model, device=args.device, half=args.half)
+    errors_path = args.out / "errors.jsonl"
+    failed, total_masks, writes = 0, 0, []
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="img", disable=args.quiet or len(todo) < 2, file=sys.stderr)
+    settings = {"imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "retina": args.retina}
+    # Outputs are written in a background thread while the network works on the next batch.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-write") as writer, open(errors_path, "a") as log:
 
-    def flush() -> None:
-        nonlocal total_masks
-        if not pending:
-            return
-        results = model.predict(
-            [image for _, _, image in pending],
-            imgsz=args.imgsz,
-            conf=args.conf,
-            iou=args.iou,
-            max_det=args.max_det,
-            retina=args.retina,
-            batch_size=args.batch_size,
-        )
-        for (path, stem, _), result in zip(pending, results):
-            result.file_name = path.name
+        def fail(path: Path, stage: str, message: str) -> None:
+            nonlocal failed
+            failed += 1
+            log.write(json.dumps({"path": str(path), "stage": stage, "error": message}) + "\n")
+            log.flush()
+            bar.write(f"skipped {path}: {message}", file=sys.stderr)
+
+        for outcome in segment_stream(todo, model, batch_size=args.batch_size, workers=args.workers, **settings):
+            bar.update(1)
+            if outcome.result is None:
+                fail(outcome.path, outcome.stage or "load", outcome.error or "unknown error")
+                continue
+            result = outcome.result
             if prompted:
                 try:
                     result = _apply_prompts(result, args)
                 except ValueError as err:  # e.g. a point outside this image: skip it, keep going
-                    failed.append(str(path))
-                    bar.write(f"skipped {path}: {err}", file=sys.stderr)
+                    fail(outcome.path, "prompt", str(err))
                     continue
-            _write(result, args, stem)
             total_masks += len(result)
-        bar.update(len(pending))
-        pending.clear()
-
-    for path, stem in zip(paths, stems):
-        try:
-            image = load_image(path)
-        except ImageLoadError as err:
-            failed.append(str(path))
-            bar.write(f"skipped {path}: {err}", file=sys.stderr)
-            bar.update(1)
-            continue
-        pending.append((path, stem, image))
-        if len(pending) >= args.batch_size:
-            flush()
-    flush()
+            writes.append(writer.submit(_write, result, args, stems[outcome.path]))
+            while len(writes) > 2 * args.batch_size:  # bound the results held in memory
+                writes.pop(0).result()
+        for pending in writes:
+            pending.result()
     bar.close()
-    done = len(paths) - len(failed)
-    print(f"segmented {done} image(s), {total_masks} mask(s), wrote {args.out}" + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr)
+    if failed == 0 and errors_path.stat().st_size == 0:
+        errors_path.unlink()
+    elapsed = time.perf_counter() - start
+    done = len(todo) - failed
+    print(
+        f"segmented {done} image(s), {total_masks} mask(s) in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} images/s), "
+        f"wrote {args.out}" + (f"; skipped {skipped} already done" if skipped else "")
+        + (f"; {failed} failed (see {errors_path})" if failed else ""),
+        file=sys.stderr,
+    )  # fmt: skip
     return 1 if failed else 0
 
 
