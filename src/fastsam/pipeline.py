@@ -60,22 +60,30 @@ def segment_stream(
 
         fill()
         while queue:
-            batch: list[tuple[Path, np.ndarray]] = []
-            while queue and len(batch) < batch_size:
+            # Take inputs in order until the batch holds batch_size decoded images; failures keep their place.
+            slots: list[tuple[Path, np.ndarray | Outcome]] = []
+            while queue and sum(not isinstance(x, Outcome) for _, x in slots) < batch_size:
                 path, future = queue.popleft()
                 try:
-                    batch.append((path, future.result()))
+                    slots.append((path, future.result()))
                 except (ImageLoadError, ValueError, OSError) as err:
-                    yield Outcome(path, error=str(err), stage="load")
+                    slots.append((path, Outcome(path, error=str(err), stage="load")))
                 fill()
-            if not batch:
-                continue
-            try:
-                results = model.predict([image for _, image in batch], batch_size=batch_size, **settings)
-            except (ValueError, RuntimeError) as err:  # e.g. out of memory: report the batch, go on
-                for path, _ in batch:
-                    yield Outcome(path, error=f"{type(err).__name__}: {err}", stage="segment")
-                continue
-            for (path, _), result in zip(batch, results):
-                result.file_name = path.name
-                yield Outcome(path, result=result)
+            images = [x for _, x in slots if not isinstance(x, Outcome)]
+            results: list[SegmentationResult] = []
+            failure: str | None = None
+            if images:
+                try:
+                    results = model.predict(images, batch_size=batch_size, **settings)
+                except (ValueError, RuntimeError) as err:  # e.g. out of memory: report the batch, go on
+                    failure = f"{type(err).__name__}: {err}"
+            produced = iter(results)
+            for path, item in slots:
+                if isinstance(item, Outcome):
+                    yield item
+                elif failure is not None:
+                    yield Outcome(path, error=failure, stage="segment")
+                else:
+                    result = next(produced)
+                    result.file_name = path.name
+                    yield Outcome(path, result=result)
