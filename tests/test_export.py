@@ -234,6 +234,40 @@ def test_tensorrt_unavailable(static_onnx: Path, tmp_path: Path, monkeypatch: py
     assert not (tmp_path / "x.engine").exists()
 
 
+def test_build_engine_flow_with_fake_tensorrt(dynamic_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    """The builder calls, profile and outputs of :func:`build_engine`, against a stand-in ``tensorrt`` module
+    (a real build needs an NVIDIA GPU)."""
+    import json
+    from unittest import mock
+
+    trt = mock.MagicMock(__version__="10.3.0")
+    builder = trt.Builder.return_value
+    network = builder.create_network.return_value
+    network.num_inputs = 1
+    network.get_input.return_value = types.SimpleNamespace(name="images", shape=(-1, 3, -1, -1))
+    trt.OnnxParser.return_value.parse_from_file.return_value = True
+    builder.build_serialized_network.return_value = b"serialized engine"
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    engine = build_engine(dynamic_onnx, tmp_path / "m.engine", half=True, workspace_gb=2)
+    assert engine.read_bytes() == b"serialized engine"
+    builder.create_network.assert_called_once_with(0)  # TensorRT 10: explicit batch needs no flag
+    config = builder.create_builder_config.return_value
+    config.set_memory_pool_limit.assert_called_once_with(trt.MemoryPoolType.WORKSPACE, 2 << 30)
+    config.set_flag.assert_called_once_with(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile.return_value
+    profile.set_shape.assert_called_once_with("images", (1, 3, 32, 32), (1, 3, IMGSZ, IMGSZ), (1, 3, IMGSZ, IMGSZ))
+    sidecar = json.loads(engine.with_suffix(".json").read_text())
+    assert sidecar["imgsz"] == IMGSZ and sidecar["scale"] == "n" and sidecar["engine_fp16"] is True
+
+    trt.OnnxParser.return_value.parse_from_file.return_value = False
+    trt.OnnxParser.return_value.num_errors = 1
+    trt.OnnxParser.return_value.get_error.return_value = "unsupported node"
+    with pytest.raises(ExportError, match="unsupported node"):
+        build_engine(dynamic_onnx, tmp_path / "bad.engine")
+
+
 def _cli_args(argv: list[str]) -> argparse.Namespace:
     from fastsam.cli import export as export_cli
 
@@ -252,12 +286,14 @@ def test_cli_export_onnx(tiny_weights: Path, tmp_path: Path, capsys: pytest.Capt
     assert OnnxRuntimeNetwork(out)(torch.rand(1, 3, 64, 96))[1].shape == (1, 32, 16, 24)
 
 
-def test_cli_export_engine_without_tensorrt(tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_export_engine_without_tensorrt(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     args = _cli_args([str(tiny_weights), "--format", "engine", "--imgsz", "64", "--out", str(tmp_path / "m.engine")])
-    with pytest.raises(TensorRTUnavailableError):
+    with pytest.raises(TensorRTUnavailableError, match="pip install tensorrt"):
         args.run(args)
-    assert (tmp_path / "m.onnx").is_file()  # the ONNX step ran; the engine step needs TensorRT
+    assert not (tmp_path / "m.onnx").exists()  # checked before exporting anything
 
 
 def test_cli_default_output() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .backends import OnnxRuntimeNetwork
 from .build import build_model_from_state_dict
 from .checkpoint import load_state_dict_from_file
 from .hub import resolve_weights
@@ -56,7 +58,11 @@ class FastSAM:
         model: a named model (``"FastSAM-x"``, ``"FastSAM-s"``), a path to an official ``.pt`` checkpoint or to a
             ``.safetensors`` file written by ``fastsam convert``, or a loaded :class:`YOLOv8Seg`.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
-        half: run the network in float16 (default: on CUDA only).
+        half: run the network in float16 (default: on CUDA only; torch backend only).
+        backend: ``"torch"``, ``"onnxruntime"`` (``pip install 'fastsam[export]'``) or ``"auto"`` (ONNX Runtime
+            for ``.onnx`` files, else torch). A static ONNX model takes square inputs of its exported size
+            (letterboxed with full padding; ``imgsz`` is then ignored).
+        threads: ONNX Runtime intra-op threads (default: its own choice).
 
     Example::
 
@@ -66,8 +72,26 @@ class FastSAM:
     """
 
     def __init__(
-        self, model: str | os.PathLike | YOLOv8Seg = "FastSAM-x", device: str | torch.device | None = "auto", half: bool | None = None
+        self,
+        model: str | os.PathLike | YOLOv8Seg | OnnxRuntimeNetwork = "FastSAM-x",
+        device: str | torch.device | None = "auto",
+        half: bool | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
     ) -> None:
+        if backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {backend!r}")
+        if backend == "auto":
+            onnx_file = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
+            backend = "onnxruntime" if onnx_file or isinstance(model, OnnxRuntimeNetwork) else "torch"
+        self.backend = backend
+        if backend == "onnxruntime":
+            if not isinstance(model, OnnxRuntimeNetwork):
+                model = OnnxRuntimeNetwork(model, device="auto" if device is None else device, threads=threads)
+            self.network = model
+            self.device = model.device  # outputs are moved here for post-processing
+            self.half = False
+            return
         self.device = select_device(device)
         if isinstance(model, YOLOv8Seg):
             self.network = model.eval().to(self.device)
@@ -81,13 +105,31 @@ class FastSAM:
 
     def preprocess(self, images: Sequence[np.ndarray], imgsz: int) -> tuple[torch.Tensor, list[Letterbox]]:
         """Letterbox RGB uint8 images that share one input shape into a ``(B, 3, H_in, W_in)`` batch in [0, 1]."""
-        geometries = [letterbox_geometry(image.shape[:2], imgsz) for image in images]
+        geometries = [self.geometry(image.shape[:2], imgsz) for image in images]
         batch = torch.stack([letterbox_image(image, g) for image, g in zip(images, geometries)])
         return batch, geometries
+
+    def geometry(self, orig_hw: tuple[int, int], imgsz: int) -> Letterbox:
+        """Where an image goes in the network input: minimal padding, or the fixed square of a static ONNX model."""
+        fixed = getattr(self.network, "fixed_input_hw", None)
+        if fixed is None:
+            return letterbox_geometry(orig_hw, imgsz)
+        if fixed[0] != fixed[1]:
+            raise ValueError(f"the ONNX model's input {fixed[0]}x{fixed[1]} is not square; export it with fastsam export")
+        if imgsz != fixed[0]:
+            warnings.warn(
+                f"the ONNX model has a fixed {fixed[0]}x{fixed[1]} input: imgsz {imgsz} is ignored "
+                "(export with --dynamic to choose the size at run time)",
+                stacklevel=4,
+            )
+        return letterbox_geometry(orig_hw, fixed[0], rect=False)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the network on a ``(B, 3, H_in, W_in)`` float batch: ``(preds, protos)`` as float32."""
+        if self.backend == "onnxruntime":
+            preds, protos = self.network(batch)
+            return preds.to(self.device), protos.to(self.device)
         x = batch.to(self.device, non_blocking=True)
         x = x.half() if self.half else x
         if self.device.type == "cpu":
@@ -141,7 +183,7 @@ class FastSAM:
     ) -> list[SegmentationResult]:
         groups: dict[tuple[int, int], list[int]] = {}
         for index, array in enumerate(arrays):
-            groups.setdefault(letterbox_geometry(array.shape[:2], imgsz).input_hw, []).append(index)
+            groups.setdefault(self.geometry(array.shape[:2], imgsz).input_hw, []).append(index)
         out: list[SegmentationResult | None] = [None] * len(arrays)
         for input_hw, indices in groups.items():
             batch, geometries = self.preprocess([arrays[i] for i in indices], imgsz)

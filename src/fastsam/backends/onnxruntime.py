@@ -102,8 +102,10 @@ class OnnxRuntimeNetwork:
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != 2:
-            raise BackendError(f"{self.path} is not a FastSAM network: it should have one (B, 3, H, W) input and "
-                               f"two outputs (preds, protos), not {len(inputs)} inputs and {len(outputs)} outputs")  # fmt: skip
+            raise BackendError(
+                f"{self.path} is not a FastSAM network: it should have one (B, 3, H, W) input and two outputs "
+                f"(preds, protos), not {len(inputs)} inputs and {len(outputs)} outputs"
+            )
         self.input_name: str = inputs[0].name
         self.output_names: list[str] = [o.name for o in outputs]
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
@@ -133,7 +135,9 @@ class OnnxRuntimeNetwork:
                 f"(rect=False) or export with --dynamic"
             )
         if hw[0] % self.stride or hw[1] % self.stride or min(hw) < self.stride:
-            raise BackendError(f"input height and width must be positive multiples of {self.stride}, got {hw[0]}x{hw[1]}")
+            raise BackendError(
+                f"input height and width must be positive multiples of {self.stride}, got {hw[0]}x{hw[1]}"
+            )
 
     def run_numpy(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One session run on a ``(B, 3, H, W)`` array of the model's batch size: float32 ``(preds, protos)``."""

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "tensorrt package needed). Needs the export extra: pip install 'fastsam[export]'.",
     )
     parser.add_argument("model", help="FastSAM-x, FastSAM-s, or a path to a .pt or .safetensors file")
-    parser.add_argument("--format", choices=("onnx", "engine"), default="onnx", help="output format (default: %(default)s)")
+    parser.add_argument(
+        "--format", choices=("onnx", "engine"), default="onnx", help="output format (default: %(default)s)"
+    )
     parser.add_argument("--imgsz", type=int, default=1024, help="input side, multiple of 32 (default: %(default)s)")
     parser.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (default: static)")
     parser.add_argument(
@@ -25,14 +27,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="onnx: float16 weights and inputs (best exported on a GPU); engine: allow float16 kernels",
     )  # fmt: skip
     parser.add_argument("--batch", type=int, default=1, help="static batch size (default: %(default)s)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17, or 18 with the dynamo exporter)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17; 18 with --exporter dynamo)")
     parser.add_argument(
         "--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
         help="torch ONNX exporter (default: %(default)s: TorchScript where torch still has it)",
     )  # fmt: skip
-    parser.add_argument("--workspace", type=float, default=4.0, help="engine: TensorRT workspace in GiB (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="device to trace the network on: cpu, cuda (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default: MODEL's name with .onnx / .engine)")
+    parser.add_argument("--workspace", type=float, default=4.0, help="engine: TensorRT workspace, GiB (default: 4)")
+    parser.add_argument("--device", default="cpu", help="device to trace the network on: cpu, cuda (default: cpu)")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: MODEL's name, .onnx/.engine)")
     add_debug_option(parser)
     parser.set_defaults(run=run)
 
@@ -49,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import load_model
     from ..export import build_engine, export_onnx
     from ..export.onnx import scale_of
+    from ..export.tensorrt import require_tensorrt
 
     engine = args.format == "engine"
+    if engine:
+        require_tensorrt()  # fail before the (slow) ONNX export
     out = args.out or default_output(args.model, ".engine" if engine else ".onnx")
     onnx_path = out.with_suffix(".onnx") if engine else out
     net = load_model(args.model, args.device)

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from .. import __version__  # noqa: F401
 from ..errors import FastSAMError
-from . import convert, segment, serve
+from . import convert, export, segment, serve
 
-COMMANDS = (segment, serve, convert)
+COMMANDS = (segment, serve, convert, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

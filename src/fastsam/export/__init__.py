@@ -5,6 +5,7 @@ and a CUDA GPU.
 """
 
 from .onnx import ExportError, export_onnx, parse_metadata, read_metadata
-from .tensorrt import TensorRTUnavailableError, build_engine
+from .tensorrt import TensorRTUnavailableError, build_engine, require_tensorrt
 
-__all__ = ["ExportError", "TensorRTUnavailableError", "build_engine", "export_onnx", "parse_metadata", "read_metadata"]
+__all__ = ["ExportError", "TensorRTUnavailableError", "build_engine", "export_onnx", "parse_metadata", "read_metadata",
+           "require_tensorrt"]

@@ -117,6 +117,25 @@ def _export_dynamo(net: YOLOv8Seg, dummy: torch.Tensor, path: Path, opset: int, 
         torch.onnx.export(net, (dummy,), str(path), **kwargs)
 
 
+def _run_exporter(
+    net: YOLOv8Seg, dummy: torch.Tensor, path: Path, opset: int | None, dynamic: bool, exporter: Exporter
+) -> str:
+    """Export with the chosen exporter; ``"auto"`` tries TorchScript, then dynamo. Returns the one that worked."""
+    if exporter == "dynamo":
+        _export_dynamo(net, dummy, path, opset or MIN_OPSET_DYNAMO, dynamic)
+        return "dynamo"
+    try:
+        _export_torchscript(net, dummy, path, opset or DEFAULT_OPSET_TORCHSCRIPT, dynamic)
+        return "torchscript"
+    except Exception as err:
+        if exporter != "auto" or not _has_dynamo_flag():
+            raise
+        # A torch whose legacy exporter is gone (or failed here): fall back to the torch.export-based one.
+        warnings.warn(f"TorchScript ONNX export failed ({err}); retrying with the dynamo exporter", stacklevel=3)
+        _export_dynamo(net, dummy, path, max(opset or MIN_OPSET_DYNAMO, MIN_OPSET_DYNAMO), dynamic)
+        return "dynamo"
+
+
 def export_onnx(
     model: YOLOv8Seg,
     path: str | os.PathLike,
@@ -171,29 +190,15 @@ def export_onnx(
     traced_batch = max(batch, 2) if dynamic else batch
     dummy = torch.rand(traced_batch, 3, imgsz, imgsz, device=device, dtype=dtype)
 
-    use = exporter if exporter != "auto" else "torchscript"
     try:
         with torch.no_grad():
-            try:
-                if use == "torchscript":
-                    _export_torchscript(net, dummy, path, opset or DEFAULT_OPSET_TORCHSCRIPT, dynamic)
-                else:
-                    _export_dynamo(net, dummy, path, opset or MIN_OPSET_DYNAMO, dynamic)
-            except ExportError:
-                raise
-            except Exception as err:
-                if exporter != "auto" or not _has_dynamo_flag():
-                    raise
-                # A torch whose legacy exporter is gone (or failed): fall back to the torch.export-based one.
-                warnings.warn(f"TorchScript ONNX export failed ({err}); retrying with the dynamo exporter", stacklevel=2)
-                use = "dynamo"
-                _export_dynamo(net, dummy, path, max(opset or MIN_OPSET_DYNAMO, MIN_OPSET_DYNAMO), dynamic)
+            used = _run_exporter(net, dummy, path, opset, dynamic, exporter)
     except ExportError:
         raise
     except Exception as err:
         hint = ""
         if half and device.type == "cpu":
-            hint = " float16 export on CPU needs float16 CPU kernels in torch; run the export on a GPU (--device cuda)."
+            hint = " Float16 export on CPU needs float16 CPU kernels in torch: export on a GPU (--device cuda)."
         raise ExportError(f"ONNX export failed: {type(err).__name__}: {err}.{hint}") from err
 
     proto = onnx.load(str(path))
@@ -211,7 +216,7 @@ def export_onnx(
         "stride": STRIDE,
         "half": half,
         "opset": opset_used,
-        "exporter": use,
+        "exporter": used,
         "fastsam_version": _fastsam_version(),
         "torch_version": torch.__version__,
     }
@@ -220,7 +225,8 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, _to_text(value)
     proto.producer_name = "fastsam"
-    proto.doc_string = f"FastSAM YOLOv8-seg-{metadata['scale']} ({'dynamic' if dynamic else f'{batch}x3x{imgsz}x{imgsz}'})"
+    shape = "dynamic batch, height, width" if dynamic else f"{batch}x3x{imgsz}x{imgsz}"
+    proto.doc_string = f"FastSAM YOLOv8-seg-{metadata['scale']} ({shape})"
     onnx.save(proto, str(path))
     try:
         onnx.checker.check_model(str(path))  # by path: also works past the 2 GB protobuf limit

@@ -20,7 +20,8 @@ class TensorRTUnavailableError(ExportError):
     """TensorRT or a CUDA GPU is not available here."""
 
 
-def _require_tensorrt() -> Any:
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module, or :class:`TensorRTUnavailableError` if it or a CUDA GPU is missing."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -80,7 +81,7 @@ def build_engine(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ExportError(f"ONNX file not found: {onnx_path}")
-    trt = _require_tensorrt()
+    trt = require_tensorrt()
     engine_path = Path(engine_path) if engine_path is not None else onnx_path.with_suffix(".engine")
     try:
         meta = read_metadata(onnx_path)
@@ -104,7 +105,8 @@ def build_engine(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     else:  # TensorRT < 8.4
         config.max_workspace_size = workspace
-    if half and builder.platform_has_fast_fp16 and hasattr(trt.BuilderFlag, "FP16"):
+    # platform_has_fast_fp16 is deprecated since TensorRT 10.5 and gone later: assume fast float16 when absent.
+    if half and getattr(builder, "platform_has_fast_fp16", True) and hasattr(trt.BuilderFlag, "FP16"):
         config.set_flag(trt.BuilderFlag.FP16)
 
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
