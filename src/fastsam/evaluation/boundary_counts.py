@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .correspond import DEFAULT_MAX_DIST, DEFAULT_OUTLIER_COST, correspond_pixels
+from .correspond import DEFAULT_MAX_DIST, DEFAULT_OUTLIER_COST, HumanBoundary, matching_radius
 from .thinning import thin
 
 
@@ -80,25 +80,29 @@ def boundary_counts(
     for h in humans:
         if h.shape != edges.shape:
             raise ValueError(f"edge map of shape {edges.shape} does not match a ground truth of shape {h.shape}")
-    thr = benchmark_thresholds(thresholds) if isinstance(thresholds, (int, np.integer)) else np.asarray(thresholds, float)
+    thr = (
+        benchmark_thresholds(thresholds) if isinstance(thresholds, (int, np.integer)) else np.asarray(thresholds, float)
+    )
     n = thr.size
+    radius = matching_radius(edges.shape, max_dist)
+    prepared = [HumanBoundary(h, radius) for h in humans]
     cnt_r = np.zeros(n, np.int64)
     cnt_p = np.zeros(n, np.int64)
     sum_p = np.zeros(n, np.int64)
-    sum_r = np.full(n, sum(int(h.sum()) for h in humans), np.int64)
-    previous: tuple[np.ndarray, int, int] | None = None  # (thresholded map, cnt_r, cnt_p)
+    sum_r = np.full(n, sum(p.count for p in prepared), np.int64)
+    previous: np.ndarray | None = None  # the last thresholded map
     for t, value in enumerate(thr):
         raw = edges >= value
-        if previous is not None and np.array_equal(raw, previous[0]):
-            cnt_r[t], cnt_p[t], sum_p[t] = previous[1], previous[2], sum_p[t - 1]
+        if previous is not None and np.array_equal(raw, previous):
+            cnt_r[t], cnt_p[t], sum_p[t] = cnt_r[t - 1], cnt_p[t - 1], sum_p[t - 1]
             continue
-        machine = thin(raw) if thin_edges else raw
-        matched = np.zeros(machine.size, dtype=bool)
-        for human in humans:
-            corr = correspond_pixels(machine, human, max_dist, outlier_cost)
+        previous = raw
+        machine = np.flatnonzero(thin(raw) if thin_edges else raw)
+        matched = np.zeros(edges.size, dtype=bool)
+        for human in prepared:
+            corr = human.match(machine, outlier_cost)
             cnt_r[t] += corr.count
             matched[corr.machine_matched] = True
         cnt_p[t] = int(matched.sum())
-        sum_p[t] = int(machine.sum())
-        previous = (raw, int(cnt_r[t]), int(cnt_p[t]))
+        sum_p[t] = machine.size
     return BoundaryCounts(thr, cnt_r, sum_r, cnt_p, sum_p)

@@ -27,18 +27,9 @@ outside the image count as background.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 # bit k-1 of the neighbourhood code holds x_k; (row offset, column offset) of x1..x8
 _NEIGHBOUR_OFFSETS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
-
-
-def _code_kernel() -> np.ndarray:
-    """3x3 correlation kernel whose response at ``p`` is ``sum_k x_k 2^(k-1)``."""
-    kernel = np.zeros((3, 3), dtype=np.int32)
-    for k, (dr, dc) in enumerate(_NEIGHBOUR_OFFSETS):
-        kernel[1 + dr, 1 + dc] = 1 << k
-    return kernel
 
 
 def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +50,6 @@ def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-_KERNEL = _code_kernel()
 _FIRST, _SECOND = _lookup_tables()
 
 
@@ -77,26 +67,27 @@ def thin(mask: np.ndarray, max_iterations: int | None = None) -> np.ndarray:
     image = np.asarray(mask) != 0
     if image.ndim != 2:
         raise ValueError(f"thin expects a 2-D map, got shape {image.shape}")
-    rows, cols = np.nonzero(image)
-    if rows.size == 0:
-        return image.copy()
-    # work on the bounding box (plus a 1-pixel background frame) only
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    work = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=np.uint8)
-    work[1:-1, 1:-1] = image[r0:r1, c0:c1]
-    code = np.empty(work.shape, dtype=np.int32)
+    h, w = image.shape
+    # a background frame of one pixel, so that every neighbour of a foreground pixel exists
+    work = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    work[1:-1, 1:-1] = image
+    flat = work.ravel()
+    stride = w + 2
+    shifts = np.array([dr * stride + dc for dr, dc in _NEIGHBOUR_OFFSETS], dtype=np.int64)
+    weights = (1 << np.arange(8)).astype(np.int32)
+    alive = np.flatnonzero(flat)  # foreground pixels (flat indices in the framed map)
     iteration = 0
-    while max_iterations is None or iteration < max_iterations:
+    while alive.size and (max_iterations is None or iteration < max_iterations):
         changed = False
         for table in (_FIRST, _SECOND):
-            ndimage.correlate(work, _KERNEL, output=code, mode="constant", cval=0)
-            delete = table[code] & (work != 0)
+            neighbours = flat[alive[:, None] + shifts[None, :]]  # (n, 8) 0/1
+            code = neighbours.astype(np.int32) @ weights
+            delete = table[code]
             if delete.any():
-                work[delete] = 0
+                flat[alive[delete]] = 0
+                alive = alive[~delete]
                 changed = True
         iteration += 1
         if not changed:
             break
-    out = np.zeros_like(image)
-    out[r0:r1, c0:c1] = work[1:-1, 1:-1] != 0
-    return out
+    return work[1:-1, 1:-1] != 0
