@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from .. import __version__  # noqa: F401
 from ..errors import FastSAMError
-from . import convert, evaluate, export, segment, serve
+from . import convert, evaluate, export, segment, serve, train
 
-COMMANDS = (segment, serve, convert, export, evaluate)
+COMMANDS = (segment, serve, convert, export, evaluate, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
