@@ -140,6 +140,18 @@ def machine_info(threads: int) -> dict:
     }
 
 
+def git_state() -> dict:
+    """The commit measured and whether the package's sources differ from it (others edit them concurrently)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD") or None, "src_modified": git("status", "--porcelain", "--", "src").splitlines()}
+
+
 def command_line() -> str:
     return shlex.join(["python", os.path.relpath(sys.argv[0], ROOT) if Path(sys.argv[0]).is_absolute() else sys.argv[0],
                        *sys.argv[1:]])  # fmt: skip
@@ -376,6 +388,7 @@ def main(argv=None) -> None:
 
     import torch
 
+    machine = machine_info(a.threads)  # load average at the start
     images = resolve_images(a.images)
     weights = {s: Path(getattr(a, f"weights_{s}") or ensure_checkpoint(s)) for s in a.scales}
     timer = StageTimer()
@@ -408,6 +421,10 @@ def main(argv=None) -> None:
                             ms = (time.perf_counter() - start) * 1000
                             if side is ours:
                                 stages = timer.take()
+                                known = sum(stages.get(k, 0.0) for k in TOP_STAGES)
+                            else:  # ultralytics' Results.speed (decoding is not in it) + our RLE timing
+                                known = sum(stages.get(k, 0.0) for k in ("preprocess", "inference", "postprocess", "rle"))
+                            stages["other"] = ms - known
                             runs.append(dict(scale=scale, imgsz=imgsz, image=image.name, side=side.name, rep=rep,
                                              ms=ms, n_masks=len(rles), stages=stages))  # fmt: skip
                     print(f"[{scale} {imgsz}] repetition {rep + 1}/{a.repeats} done", file=sys.stderr, flush=True)
@@ -453,7 +470,8 @@ def main(argv=None) -> None:
         }
 
     # ---- breakdown table ----
-    print(f"\nWhere the time goes (ms per image: mean over photos of per-photo medians; threads={a.threads})\n")
+    print(f"\nWhere the time goes (ms per image: mean over photos of per-photo medians of each stage, so the stages need "
+          f"not add up to the total exactly; threads={a.threads})\n")  # fmt: skip
     print("| model | imgsz | side | decode | preprocess | network | postprocess (NMS / masks) | to numpy | RLE | other | total |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for cfg in configs:
@@ -462,19 +480,18 @@ def main(argv=None) -> None:
             if side == "ours":
                 post = f"{fmt_ms(st.get('postprocess'))} ({fmt_ms(st.get('nms'))} / {fmt_ms(st.get('masks'))})"
                 cells = [st.get("decode"), st.get("preprocess"), st.get("network"), post, st.get("to_numpy"), st.get("rle")]
-                known = sum(st.get(k, 0.0) for k in TOP_STAGES)
             else:  # ultralytics' Results.speed; decoding is not in it (it is in "other"); RLE includes .cpu().numpy()
                 cells = [None, st.get("preprocess"), st.get("inference"), fmt_ms(st.get("postprocess")), None, st.get("rle")]
-                known = sum(st.get(k, 0.0) for k in ("preprocess", "inference", "postprocess", "rle"))
             cells = [c if isinstance(c, str) else fmt_ms(c) for c in cells]
             print(f"| FastSAM-{cfg['scale']} | {cfg['imgsz']} | {side} | " + " | ".join(cells)
-                  + f" | {fmt_ms(total - known)} | {fmt_ms(total)} |")  # fmt: skip
+                  + f" | {fmt_ms(st.get('other'))} | {fmt_ms(total)} |")  # fmt: skip
     if timer.missing:
         print(f"\n(not timed: {', '.join(timer.missing)} -- not found in the package)")
 
     payload = {
         "command": command_line(),
-        "machine": machine_info(a.threads),
+        "machine": machine,
+        "git": git_state(),
         "versions": package_versions("fastsam", "torch", "torchvision", "numpy", "ultralytics", "pycocotools",
                                      "opencv-python", "pillow"),  # fmt: skip
         "settings": dict(SETTINGS, retina=True, threads=a.threads, repeats=a.repeats, warmup=a.warmup,
