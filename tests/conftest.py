@@ -51,3 +51,15 @@ def tiny_model(tiny_weights: Path):
 def photo_path(shared_images_dir: Path) -> Path:
     """A real photo (landscape, 800x534)."""
     return shared_images_dir / "segment-anything" / "dog.jpg"
+
+
+@pytest.fixture(scope="session")
+def shapes_training(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One real training run shared by the session: FastSAM-n, 400 steps on synthetic shapes (64 px), flips only
+    (about 45 s on 2 CPU cores). Its numbers (see ``train_synth.converge``) and ``"weights"``: the EMA weights."""
+    from train_synth import converge
+
+    from fastsam.training.augment import Augment
+
+    augment = Augment(mosaic=0.0, scale=0.0, translate=0.0, fliplr=0.5, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    return converge(tmp_path_factory.mktemp("shapes"), seed=0, epochs=50, augment=augment)  # 8 batches x 50 epochs

@@ -95,3 +95,20 @@ def test_bad_inputs(tiny_model: FastSAM, tmp_path: Path) -> None:
         tiny_model.predict(np.zeros((10, 10, 3), np.uint8), conf=1.5)
     with pytest.raises(ValueError, match="imgsz"):
         tiny_model.predict(np.zeros((10, 10, 3), np.uint8), imgsz=100)
+
+
+def test_compiled_network_gives_the_same_masks(tiny_weights, tiny_model, photo_path):
+    """The torch.compile option: same detections and masks (the 'eager' compile backend keeps the test fast;
+    inductor, the default, needs a C++ compiler and minutes of compile time on 2 CPU cores)."""
+    import numpy as np
+    import torch
+
+    from fastsam.engine import FastSAM
+
+    compiled = FastSAM(tiny_weights, device="cpu", compile="eager")
+    assert compiled.network.nc == tiny_model.network.nc
+    [want] = tiny_model.predict(photo_path, imgsz=256, conf=0.2)
+    [got] = compiled.predict(photo_path, imgsz=256, conf=0.2)
+    torch._dynamo.reset()
+    assert len(want) > 0 and np.array_equal(got.masks, want.masks)
+    np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)

@@ -1,43 +1,38 @@
-"""`fastsam train` learns: a few hundred steps of FastSAM-n on synthetic shapes lower the loss and raise the
-class-agnostic mask AP on held-out synthetic images well above an untrained network's (slow: minutes on CPU)."""
+"""`fastsam train` learns: 400 steps of FastSAM-n on synthetic shapes (64 px) drive the loss down and raise the
+class-agnostic mask AP on held-out synthetic images far above an untrained network's (about a minute on 2 CPU
+cores). The numbers are printed and written to ``converge.json`` in the run folder.
+
+Measured (seeds 0-3, each with its own data sets; 2 CPU cores, about 45 s each): loss 14.8-16.2 -> 2.2-2.6;
+EMA mask AP 0.36 / 0.38 / 0.50 / 0.59 and AP50 0.72 / 0.67 / 0.80 / 0.83, against 0.00 and 0.00 for the untrained
+network. The thresholds below leave about half of the worst seed's gain."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from fastsam.build import build_yolov8_seg
-from fastsam.training.data import load_records
-from fastsam.training.trainer import TrainConfig, evaluate, init_head_biases, train
-from train_synth import write_synthetic_coco
+from fastsam.training.augment import Augment
+from train_synth import converge
+
+
+@pytest.mark.slow
+def test_synthetic_training_lowers_loss_and_raises_mask_ap(shapes_training: dict):
+    # the session's shared run (conftest.py): 400 steps, flips only; its weights also drive tests/test_video.py
+    n = shapes_training
+    assert n["steps"] == 400
+    assert n["loss_end"] < 0.35 * n["loss_start"]
+    assert n["trained_ema"]["mask_ap50"] > n["untrained"]["mask_ap50"] + 0.4
+    assert n["trained_ema"]["mask_ap"] > n["untrained"]["mask_ap"] + 0.2
 
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_synthetic_training_lowers_loss_and_raises_mask_ap(tmp_path: Path):
-    train_json = write_synthetic_coco(tmp_path / "train", 32, 96, seed=1)
-    val_json = write_synthetic_coco(tmp_path / "val", 12, 96, seed=2)
-    epochs = 50  # 4 batches an epoch: 200 optimizer steps
-    cfg = TrainConfig(data=str(train_json), format="coco", val=str(val_json), scale="n", imgsz=96, epochs=epochs, batch=8,
-                      nominal_batch=8, workers=0, device="cpu", out=str(tmp_path / "run"), progress=False, plots=True,
-                      optimizer="adamw", lr=0.002, warmup_epochs=2, ema_tau=50, val_interval=epochs, seed=0)
-    summary = train(cfg)
-    history = summary["history"]
-    start, end = sum(history[:8]) / 8, sum(history[-8:]) / 8
-
-    val_records, _ = load_records(val_json, "coco")
-    torch.manual_seed(0)
-    untrained = build_yolov8_seg("n")
-    init_head_biases(untrained)
-    before = evaluate(untrained, val_records, 96)
-    after = summary["rows"][-1]
-    numbers = {"steps": len(history), "loss_start": start, "loss_end": end, "untrained": before,
-               "trained_ema": {"mask_ap": after["mask_ap"], "mask_ap50": after["mask_ap50"]}}
-    print(json.dumps(numbers))
-    (tmp_path / "run" / "converge.json").write_text(json.dumps(numbers, indent=2))
-    assert end < 0.6 * start
-    assert after["mask_ap50"] > before["mask_ap50"] + 0.1
-    assert after["mask_ap"] > before["mask_ap"] + 0.03
+def test_full_recipe_with_mosaic_learns(tmp_path: Path):
+    """The default augmentation (mosaic, zoom, shift, flips, HSV; mosaic closed for the last 50 epochs) on the same
+    task: 2000 steps, about 4 minutes on 2 quiet cores. Measured (seed 0): loss 13.2 -> 6.3, EMA mask AP 0.41 and
+    AP50 0.69 (untrained: 0.00 and 0.00)."""
+    n = converge(tmp_path, seed=0, epochs=250, augment=Augment(), close_mosaic=50)
+    assert n["loss_end"] < 0.65 * n["loss_start"]
+    assert n["trained_ema"]["mask_ap50"] > n["untrained"]["mask_ap50"] + 0.35
+    assert n["trained_ema"]["mask_ap"] > n["untrained"]["mask_ap"] + 0.2

@@ -42,7 +42,7 @@ def test_coco_masks_and_boxes_agree(synth_coco: Path):
 
 def test_augmentation_deterministic_and_flips(synth_coco: Path):
     records, _ = load_records(synth_coco, "coco")
-    ds = SegmentationDataset(records, 96, Augment(scale=0.0, translate=0.0, fliplr=1.0, hsv_h=0, hsv_s=0, hsv_v=0))
+    ds = SegmentationDataset(records, 96, Augment(mosaic=0.0, scale=0.0, translate=0.0, fliplr=1.0, hsv_h=0, hsv_s=0, hsv_v=0))
     plain = SegmentationDataset(records, 96, Augment.off())
     a, b = ds[0], plain[0]
     assert torch.equal(a["image"], b["image"].flip(-1))

@@ -63,6 +63,9 @@ class FastSAM:
             for ``.onnx`` files, else torch). A static ONNX model takes square inputs of its exported size
             (letterboxed with full padding; ``imgsz`` is then ignored).
         threads: ONNX Runtime intra-op threads (default: its own choice).
+        compile: compile the network with ``torch.compile`` (torch backend): True for the default backend
+            (inductor: needs a C++ compiler on CPU, Triton on CUDA; the first call of each input shape takes
+            seconds to minutes), or a ``torch.compile`` backend name. Default off.
 
     Example::
 
@@ -78,6 +81,7 @@ class FastSAM:
         half: bool | None = None,
         backend: str = "auto",
         threads: int | None = None,
+        compile: bool | str = False,
     ) -> None:
         if backend not in ("auto", "torch", "onnxruntime"):
             raise ValueError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {backend!r}")
@@ -102,6 +106,11 @@ class FastSAM:
             self.network.half()
         if self.device.type == "cpu":
             self.network = self.network.to(memory_format=torch.channels_last)
+        if compile:
+            if not hasattr(torch, "compile"):
+                raise ValueError(f"compile=True needs torch >= 2.0; this is torch {torch.__version__}")
+            kwargs = {} if compile is True else {"backend": compile}
+            self.network = torch.compile(self.network, **kwargs)  # attributes (nc, ...) stay reachable
 
     def preprocess(self, images: Sequence[np.ndarray], imgsz: int) -> tuple[torch.Tensor, list[Letterbox]]:
         """Letterbox RGB uint8 images that share one input shape into a ``(B, 3, H_in, W_in)`` batch in [0, 1]."""

@@ -17,3 +17,7 @@ class WeightsNotFoundError(FastSAMError):
 
 class ImageLoadError(FastSAMError):
     """An input is missing, is not an image, or is corrupt."""
+
+
+class VideoError(FastSAMError):
+    """A video file, stream or camera cannot be opened or decoded, or an output video cannot be written."""

@@ -17,6 +17,31 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--half", action=argparse.BooleanOptionalAction, default=None, help="float16 network (default: on CUDA only)"
     )
+    group.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default="auto",
+        help="network runtime: auto (ONNX Runtime for .onnx files, else PyTorch) (default: %(default)s)",
+    )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (faster on GPUs after a slow first batch per input shape; needs a C++ "
+        "compiler on CPU, Triton on CUDA)",
+    )
+
+
+def model_from_args(args: argparse.Namespace):  # -> fastsam.engine.FastSAM (imported lazily: fast --help)
+    """The :class:`~fastsam.engine.FastSAM` that the options of :func:`add_model_options` describe."""
+    from ..engine import FastSAM
+
+    return FastSAM(
+        args.model,
+        device=args.device,
+        half=args.half,
+        backend=getattr(args, "backend", "auto"),
+        compile=getattr(args, "compile", False),
+    )
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:

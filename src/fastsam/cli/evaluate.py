@@ -159,9 +159,9 @@ def _progress(args: argparse.Namespace, desc: str):
 
 
 def _load_model(args: argparse.Namespace):
-    from ..engine import FastSAM
+    from .common import model_from_args
 
-    return FastSAM(args.model, device=args.device, half=args.half)
+    return model_from_args(args)
 
 
 def _settings_lines(settings: dict) -> str:

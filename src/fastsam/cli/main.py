@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 from .. import __version__  # noqa: F401
 from ..errors import FastSAMError
-from . import convert, evaluate, export, segment, serve, train
+from . import batch, convert, evaluate, export, segment, serve, train
+from . import data as data_cli
 
-COMMANDS = (segment, serve, convert, export, evaluate, train)
+COMMANDS = (segment, batch, serve, convert, export, evaluate, train, data_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

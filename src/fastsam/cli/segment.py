@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_debug_option, add_inference_options, add_model_options
+from .common import add_debug_option, add_inference_options, add_model_options, model_from_args
 
 FORMATS = ("overlay", "json", "png", "polygons")
 
@@ -61,15 +61,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/<stem>.png (overlay), OUT/<stem>.json (SA-1B schema, COCO RLE masks), OUT/<stem>/NNN.png "
         "(one mask per file) and OUT/<stem>_polygons.json, as chosen with --format. Images are decoded in "
         "background threads and outputs written while the network runs. A bad image is reported, logged to "
-        "OUT/errors.jsonl and skipped; the exit code is 1 if any image failed.",
+        "OUT/errors.jsonl and skipped; the exit code is 1 if any image failed. "
+        "Videos (VIDEO.mp4, rtsp://... or http://... streams, webcam:0) give an overlay video "
+        "(--out out.mp4, or OUT/<name>.mp4) and, with --format overlay,json, one JSON line per frame "
+        "(<name>.jsonl); prompts apply to every frame (needs the video extra: PyAV).",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns, videos, stream URLs, webcam:N"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("out"), help="output folder, or a video file for one video (default: %(default)s)"
+    )
     parser.add_argument(
         "--format",
         type=_formats,
-        default=["overlay", "json"],
-        help=f"comma-separated outputs among {', '.join(FORMATS)} (default: overlay,json)",
+        default=None,
+        help=f"comma-separated outputs among {', '.join(FORMATS)} (default: overlay,json for images, overlay for videos)",
     )
     prompts = parser.add_argument_group(
         "prompts", "select masks instead of writing all of them (the network still runs once per image)"
@@ -116,6 +123,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="skip images whose outputs are all already in --out (resume an interrupted run) (default: off)",
     )
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads (default: %(default)s)")
+    video = parser.add_argument_group("video")
+    video.add_argument("--max-frames", type=int, help="stop a video, stream or webcam after this many frames")
+    video.add_argument(
+        "--show", action="store_true", help="show the overlay in a preview window while it runs (needs OpenCV with a GUI)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug_option(parser)
     parser.set_defaults(run=run)
@@ -151,28 +163,45 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..engine import FastSAM
     from ..io import list_images
     from ..pipeline import segment_stream
+    from ..video.sources import is_video_source
 
     if args.labels is not None and args.points is None:
         print("error: --labels needs --points", file=sys.stderr)
         return 2
+    if args.max_frames is not None and args.max_frames < 1:
+        print("error: --max-frames must be at least 1", file=sys.stderr)
+        return 2
     prompted = args.points is not None or args.boxes is not None or bool(args.text)
-    paths, problems = list_images(args.inputs)
+    videos = [i for i in args.inputs if is_video_source(i)]
+    images = [i for i in args.inputs if not is_video_source(i)]
+    paths, problems = list_images(images) if images else ([], [])
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    if not paths:
+    if not paths and not videos:
         print("error: no images to segment", file=sys.stderr)
         return 1
-    args.out.mkdir(parents=True, exist_ok=True)
+    chosen = args.format
+    args.format = chosen or ["overlay", "json"]
     stems = dict(zip(paths, _output_stems(paths)))
     todo = [p for p in paths if not (args.skip_existing and all(o.exists() for o in _outputs(args, stems[p])))]
     skipped = len(paths) - len(todo)
-    if not todo:
+    if paths and not todo:
         print(f"nothing to do: all {len(paths)} image(s) already have outputs in {args.out}", file=sys.stderr)
+    if not todo and not videos:
         return 0
-    model = FastSAM(args.model, device=args.device, half=args.half)
+    model = model_from_args(args)
+    failed_videos = 0
+    if videos:
+        from .video import run_videos
+
+        image_formats, args.format = args.format, chosen or ["overlay"]
+        failed_videos = run_videos(args, videos, model, (lambda r: _apply_prompts(r, args)) if prompted else None)
+        args.format = image_formats
+    if not todo:
+        return 1 if failed_videos else 0
+    args.out.mkdir(parents=True, exist_ok=True)
     errors_path = args.out / "errors.jsonl"
     failed, total_masks, writes = 0, 0, []
     start = time.perf_counter()
@@ -217,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         + (f"; {failed} failed (see {errors_path})" if failed else ""),
         file=sys.stderr,
     )  # fmt: skip
-    return 1 if failed else 0
+    return 1 if failed or failed_videos else 0
 
 
 def _apply_prompts(result, args: argparse.Namespace):

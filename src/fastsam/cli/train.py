@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .common import add_debug_option
 
+FORMATS = ("auto", "coco", "sa1b", "yolo", "shards")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -22,13 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the .safetensors format that 'fastsam segment --model' loads, logs and a resumable state.",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", help="training data: COCO instances JSON, SA-1B folder or YOLO-seg folder")
-    data.add_argument("--format", choices=("coco", "sa1b", "yolo"), default="coco", help="format of --data and --val (default: %(default)s)")
-    data.add_argument("--val", help="validation data (same format) for the class-agnostic mask AP")
-    data.add_argument("--val-format", choices=("coco", "sa1b", "yolo"), help="format of --val if it differs")
+    data.add_argument("--data", help="training data: COCO instances JSON, SA-1B folder, YOLO-seg folder or a folder written by 'fastsam data convert'")
+    data.add_argument("--format", choices=FORMATS, default="auto", help="format of --data and --val; shards: 'fastsam data convert' output; auto: detected (default: %(default)s)")
+    data.add_argument("--val", help="validation data for the class-agnostic mask AP")
+    data.add_argument("--val-format", choices=FORMATS, help="format of --val if it differs")
     data.add_argument("--imgsz", type=int, default=640, help="square training input size, multiple of 32 (default: %(default)s)")
     data.add_argument("--workers", type=int, default=4, help="data-loading processes per training process (default: %(default)s)")
-    data.add_argument("--no-augment", action="store_true", help="no scale/translate/flip/HSV augmentation")
+    data.add_argument("--no-augment", action="store_true", help="no mosaic/scale/translate/flip/HSV augmentation")
+    data.add_argument("--mosaic", type=float, help="probability of a 4-image mosaic per sample, 0 to 1 (default: 1.0, 0 with --no-augment)")
+    data.add_argument("--close-mosaic", type=int, default=10, help="no mosaic in the last N epochs (default: %(default)s)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--scale", choices=("n", "s", "m", "l", "x"), default="s", help="network scale for training from scratch (default: %(default)s)")
@@ -62,12 +66,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..training.data import Augment
+    from ..training.augment import Augment
     from ..training.trainer import TrainConfig
     from dataclasses import asdict
 
     if not args.resume and not args.data:
         raise ValueError("--data is required (or --resume DIR)")
+    augment = Augment.off() if args.no_augment else Augment()
+    if args.mosaic is not None:
+        if not 0.0 <= args.mosaic <= 1.0:
+            raise ValueError(f"--mosaic is a probability in [0, 1], got {args.mosaic}")
+        augment.mosaic = args.mosaic
+    if args.close_mosaic < 0:
+        raise ValueError(f"--close-mosaic must be >= 0, got {args.close_mosaic}")
     return TrainConfig(
         data=args.data or "", format=args.format, val=args.val, val_format=args.val_format, scale=args.scale,
         reg_max=args.reg_max, weights=args.weights, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
@@ -76,7 +87,7 @@ def config_from_args(args: argparse.Namespace):
         out=args.out, resume=args.resume, freeze_backbone=args.freeze_backbone, seed=args.seed,
         deterministic=args.deterministic, amp=not args.no_amp, sync_bn=args.sync_bn, val_interval=args.val_interval,
         max_steps=args.max_steps, progress=not args.no_progress,
-        augment=asdict(Augment.off() if args.no_augment else Augment()),
+        augment=asdict(augment), close_mosaic=args.close_mosaic,
     )
 
 

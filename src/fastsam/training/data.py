@@ -1,9 +1,8 @@
-"""Training data: COCO instances JSON, SA-1B folders and YOLO-seg label folders, as one-class instance masks.
+"""Training data sources: COCO instances JSON, SA-1B folders, YOLO-seg label folders and converted shards, as
+one-class instance masks.
 
-Every source becomes a list of :class:`ImageRecord` (image path, size and the raw annotations); a
-:class:`SegmentationDataset` decodes them on demand, applies augmentation and letterboxes to a square
-``imgsz x imgsz`` input, returning the image, the instance masks at prototype resolution (``imgsz / 4``) and
-the boxes in input pixels.
+Every source becomes a list of :class:`ImageRecord` (image, size and the raw annotations); a
+:class:`SegmentationDataset` (:mod:`.dataset`) decodes them on demand and augments them.
 
 Problems in the data are reported and skipped, never fatal and never silent: every skipped image or annotation
 is counted in a :class:`DataReport` (by reason) and logged.
@@ -15,67 +14,17 @@ import json
 import logging
 import math
 import os
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import cv2
-import numpy as np
-import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
+
+from .augment import PAD_VALUE, Augment, hsv_jitter  # noqa: F401 - re-exported
+from .dataset import MASK_RATIO, SegmentationDataset, collate  # noqa: F401 - re-exported
+from .records import IMAGE_SUFFIXES, DataReport, ImageRecord, annotation_rle, read_image, record_annotations  # noqa: F401
 
 LOGGER = logging.getLogger("fastsam.train")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-FORMATS = ("coco", "sa1b", "yolo")
-MASK_RATIO = 4  # prototypes are at 1/4 of the input resolution
-PAD_VALUE = 114
-
-
-@dataclass
-class ImageRecord:
-    """One image and its annotations.
-
-    ``annotations`` are ``(kind, data, iscrowd)``: ``kind`` ``"poly"`` (list of flat pixel polygons), ``"rle"``
-    (COCO RLE dict, compressed or not) or ``"npoly"`` (one flat polygon normalised to [0, 1]).
-    """
-
-    path: Path
-    height: int
-    width: int
-    annotations: list[tuple[str, Any, bool]]
-    image_id: int = 0
-
-
-@dataclass
-class DataReport:
-    """What was loaded and what was skipped, by reason."""
-
-    images: int = 0
-    annotations: int = 0
-    skipped_images: Counter = field(default_factory=Counter)
-    skipped_annotations: Counter = field(default_factory=Counter)
-    ignored_crowd: int = 0
-
-    def skip_image(self, reason: str, where: Any) -> None:
-        self.skipped_images[reason] += 1
-        LOGGER.warning("skipped image %s: %s", where, reason)
-
-    def skip_annotation(self, reason: str, where: Any) -> None:
-        self.skipped_annotations[reason] += 1
-        LOGGER.warning("skipped annotation in %s: %s", where, reason)
-
-    def summary(self) -> str:
-        text = f"{self.images} images, {self.annotations} instances"
-        if self.ignored_crowd:
-            text += f", {self.ignored_crowd} crowd annotations ignored"
-        if self.skipped_images:
-            text += f"; skipped images: {dict(self.skipped_images)}"
-        if self.skipped_annotations:
-            text += f"; skipped annotations: {dict(self.skipped_annotations)}"
-        return text
+FORMATS = ("auto", "coco", "sa1b", "yolo", "shards")
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -236,11 +185,40 @@ def load_yolo(folder: str | os.PathLike, report: DataReport | None = None) -> tu
     return records, report
 
 
-def load_records(data: str | os.PathLike, fmt: str) -> tuple[list[ImageRecord], DataReport]:
-    """Load a dataset in format ``coco`` (path to the JSON), ``sa1b`` or ``yolo`` (folder)."""
+def detect_format(path: str | os.PathLike) -> str:
+    """Guess the format of a dataset path: ``shards`` (a folder written by ``fastsam data convert``), ``coco`` (a
+    ``.json`` file, or a folder holding exactly one), ``yolo`` (a folder with ``images/`` and ``labels/``) or
+    ``sa1b`` (a folder of images with same-named ``.json`` files)."""
+    from .shards import INDEX_NAME
+
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return "shards" if path.name == INDEX_NAME else "coco"
+        raise ValueError(f"cannot tell the format of {path}; pass --format (one of {', '.join(FORMATS[1:])})")
+    if (path / INDEX_NAME).is_file():
+        return "shards"
+    folders = [path] + sorted(p for p in path.iterdir() if p.is_dir())  # the folder and its children only
+    if any((f / "images").is_dir() and (f / "labels").is_dir() for f in folders):
+        return "yolo"
+    jsons = [j for f in folders for j in sorted(f.glob("*.json"))[:100]]
+    if any(j.with_suffix(s).is_file() for j in jsons for s in (".jpg", ".jpeg", ".png")):
+        return "sa1b"
+    if len(jsons) == 1:
+        return "coco"
+    raise ValueError(f"cannot tell the format of {path} (no {INDEX_NAME}, no images/ + labels/, no image.json pairs, "
+                     f"{len(jsons)} JSON files); pass --format (one of {', '.join(FORMATS[1:])})")
+
+
+def load_records(data: str | os.PathLike, fmt: str = "auto") -> tuple[list[ImageRecord], DataReport]:
+    """Load a dataset in format ``coco`` (path to the JSON), ``sa1b``, ``yolo``, ``shards`` (folder) or ``auto``
+    (:func:`detect_format`)."""
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
+    if fmt == "auto":
+        fmt = detect_format(path)
+        LOGGER.info("%s: detected format %s", path, fmt)
     if fmt == "coco":
         if path.is_dir():
             found = sorted(path.rglob("*.json"))
@@ -252,174 +230,11 @@ def load_records(data: str | os.PathLike, fmt: str) -> tuple[list[ImageRecord], 
         records, report = load_sa1b(path)
     elif fmt == "yolo":
         records, report = load_yolo(path)
+    elif fmt == "shards":
+        from .shards import load_shards
+
+        records, report = load_shards(path)
     else:
         raise ValueError(f"unknown data format {fmt!r}; choose one of {', '.join(FORMATS)}")
     LOGGER.info("%s: %s", path, report.summary())
     return records, report
-
-
-def annotation_rle(kind: str, data: Any, h: int, w: int) -> dict:
-    """One annotation as a single compressed COCO RLE at the image's resolution."""
-    if kind == "rle":
-        rle = data
-        if isinstance(rle["counts"], list):
-            rle = mask_utils.frPyObjects(rle, h, w)
-        return rle
-    if kind == "npoly":
-        poly = (np.asarray(data, dtype=np.float64).reshape(-1, 2) * (w, h)).reshape(-1).tolist()
-        return mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
-    return mask_utils.merge(mask_utils.frPyObjects(data, h, w))
-
-
-# --------------------------------------------------------------------------- augmentation
-
-
-@dataclass
-class Augment:
-    """Augmentation settings (the published YOLOv8 defaults where they exist)."""
-
-    scale: float = 0.5  # random zoom in [1 - scale, 1 + scale]
-    translate: float = 0.1  # random shift, fraction of imgsz
-    fliplr: float = 0.5
-    hsv_h: float = 0.015
-    hsv_s: float = 0.7
-    hsv_v: float = 0.4
-
-    @classmethod
-    def off(cls) -> "Augment":
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-def _index_matrix(matrix: np.ndarray) -> np.ndarray:
-    """An affine map of pixel-corner coordinates as a map of pixel-index (centre) coordinates."""
-    out = matrix.copy()
-    out[:, 2] = matrix[:, 2] + matrix[:, :2] @ np.array([0.5, 0.5]) - 0.5
-    return out
-
-
-def hsv_jitter(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
-    """Multiply hue, saturation and value of an RGB uint8 image by ``1 + gains`` (in place-safe copy)."""
-    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
-    x = np.arange(256, dtype=np.float32)
-    lut_h = ((x * (1 + gains[0])) % 180).astype(np.uint8)
-    lut_s = np.clip(x * (1 + gains[1]), 0, 255).astype(np.uint8)
-    lut_v = np.clip(x * (1 + gains[2]), 0, 255).astype(np.uint8)
-    hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-class SegmentationDataset(torch.utils.data.Dataset):
-    """Letterboxed, augmented training samples.
-
-    Each item is a dict: ``image`` ``(3, S, S)`` uint8, ``boxes`` ``(N, 4)`` float32 xyxy input pixels,
-    ``masks`` ``(N, S / 4, S / 4)`` uint8 {0, 1}, ``index``. Crowd annotations are dropped. The augmentation of an
-    item depends only on ``(seed, epoch, index)``, so runs are reproducible whatever the worker count.
-
-    An image that fails to decode at training time is logged, counted in ``report.skipped_images`` (of this
-    process) and replaced by the next image.
-    """
-
-    def __init__(
-        self,
-        records: list[ImageRecord],
-        imgsz: int = 640,
-        augment: Augment | None = None,
-        seed: int = 0,
-        report: DataReport | None = None,
-        min_area: float = 1.0,
-    ) -> None:
-        if imgsz % 32:
-            raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
-        if not records:
-            raise ValueError("the dataset has no usable images")
-        self.records = records
-        self.imgsz = imgsz
-        self.augment = augment or Augment.off()
-        self.seed = seed
-        self.epoch = 0
-        self.report = report or DataReport()
-        self.min_area = min_area
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __getitem__(self, index: int) -> dict:
-        for attempt in range(len(self.records)):
-            i = (index + attempt) % len(self.records)
-            try:
-                return self._load(i)
-            except (OSError, ValueError, cv2.error) as err:
-                self.report.skip_image(f"failed to load ({type(err).__name__}: {err})", self.records[i].path)
-        raise RuntimeError("no image of the dataset could be loaded")
-
-    def _load(self, index: int) -> dict:
-        rec = self.records[index]
-        with Image.open(rec.path) as im:
-            image = np.asarray(im.convert("RGB"))
-        h, w = image.shape[:2]
-        if (h, w) != (rec.height, rec.width):
-            raise ValueError(f"image is {h}x{w}, expected {rec.height}x{rec.width}")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        aug = self.augment
-        s = self.imgsz
-        r = s / max(h, w)
-        zoom = rng.uniform(1 - aug.scale, 1 + aug.scale) if aug.scale else 1.0
-        r *= zoom
-        flip = aug.fliplr > 0 and rng.random() < aug.fliplr
-        # centre the resized image, then shift
-        tx = (s - w * r) / 2 + (rng.uniform(-aug.translate, aug.translate) * s if aug.translate else 0.0)
-        ty = (s - h * r) / 2 + (rng.uniform(-aug.translate, aug.translate) * s if aug.translate else 0.0)
-        if flip:
-            matrix = np.array([[-r, 0, tx + w * r], [0, r, ty]], dtype=np.float64)
-        else:
-            matrix = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
-        if any((aug.hsv_h, aug.hsv_s, aug.hsv_v)):
-            image = hsv_jitter(image, rng.uniform(-1, 1, 3) * (aug.hsv_h, aug.hsv_s, aug.hsv_v))
-        # ``matrix`` maps continuous (pixel-corner) coordinates; OpenCV wants pixel-centre (index) coordinates.
-        out = cv2.warpAffine(image, _index_matrix(matrix), (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
-
-        ms = s // MASK_RATIO
-        m_matrix = _index_matrix(matrix / MASK_RATIO)
-        boxes, masks = [], []
-        for kind, data, crowd in rec.annotations:
-            if crowd:
-                continue
-            try:
-                rle = annotation_rle(kind, data, h, w)
-                x, y, bw, bh = mask_utils.toBbox(rle).tolist()
-                if bw <= 0 or bh <= 0:
-                    continue
-                full = mask_utils.decode(rle)
-            except Exception as err:  # noqa: BLE001 - pycocotools raises plain Exceptions
-                self.report.skip_annotation(f"undecodable ({type(err).__name__})", rec.path)
-                continue
-            small = cv2.warpAffine(full * 255, m_matrix, (ms, ms), flags=cv2.INTER_LINEAR, borderValue=0) > 127
-            if small.sum() < self.min_area:
-                continue
-            corners = np.array([[x, y, 1], [x + bw, y + bh, 1]]) @ matrix.T
-            x1, x2 = sorted(corners[:, 0])
-            y1, y2 = sorted(corners[:, 1])
-            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, s), min(y2, s)
-            if x2 - x1 < 2 or y2 - y1 < 2:
-                continue
-            boxes.append((x1, y1, x2, y2))
-            masks.append(small)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))),
-            "boxes": torch.tensor(boxes, dtype=torch.float32).view(-1, 4),
-            "masks": torch.from_numpy(np.stack(masks).astype(np.uint8)) if masks else torch.zeros(0, ms, ms, dtype=torch.uint8),
-            "index": index,
-        }
-
-
-def collate(items: list[dict]) -> dict:
-    """Stack the images; keep boxes and masks as per-image lists."""
-    return {
-        "image": torch.stack([it["image"] for it in items]),
-        "boxes": [it["boxes"] for it in items],
-        "masks": [it["masks"] for it in items],
-        "index": torch.tensor([it["index"] for it in items]),
-    }

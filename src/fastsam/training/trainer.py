@@ -34,7 +34,10 @@ from ..build import build_yolov8_seg, infer_architecture
 from ..checkpoint import load_safetensors, load_state_dict_from_file, save_safetensors
 from ..modeling import YOLOv8Seg
 from ..modeling.head import make_anchors
-from .data import Augment, ImageRecord, SegmentationDataset, annotation_rle, collate, load_records
+from .augment import Augment
+from .data import load_records
+from .dataset import SegmentationDataset, collate
+from .records import ImageRecord, annotation_rle, read_image, record_annotations
 from .loss import SegmentationLoss
 
 LOGGER = logging.getLogger("fastsam.train")
@@ -44,7 +47,7 @@ BACKBONE_LAYERS = 10  # model.0 ... model.9 (the SPPF closes the backbone)
 @dataclass
 class TrainConfig:
     data: str = ""
-    format: str = "coco"
+    format: str = "auto"  # coco, sa1b, yolo, shards (fastsam data convert) or auto (detected)
     val: str | None = None
     val_format: str | None = None
     scale: str = "s"
@@ -81,7 +84,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many batches in total (smoke tests)
     stop_after_epochs: int | None = None  # stop (as if interrupted) after this many epochs
     clip_grad: float = 10.0
-    augment: dict = field(default_factory=lambda: asdict(Augment()))
+    augment: dict = field(default_factory=lambda: asdict(Augment()))  # Augment's fields; "mosaic" is its probability
+    close_mosaic: int = 10  # no mosaic in the last this many epochs
     box_gain: float = 7.5
     cls_gain: float = 0.5
     dfl_gain: float = 1.5
@@ -284,7 +288,7 @@ def coco_ground_truth(records: list[ImageRecord]):
     images, anns = [], []
     for i, rec in enumerate(records):
         images.append({"id": i, "height": rec.height, "width": rec.width, "file_name": str(rec.path)})
-        for kind, data, crowd in rec.annotations:
+        for kind, data, crowd in record_annotations(rec):
             try:
                 rle = annotation_rle(kind, data, rec.height, rec.width)
             except Exception:  # noqa: BLE001
@@ -322,7 +326,7 @@ def evaluate(
     gt = gt or coco_ground_truth(records)
     dets = []
     for i, rec in enumerate(records):
-        [res] = model.predict(str(rec.path), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, retina=True)
+        [res] = model.predict(read_image(rec), imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, retina=True)
         if len(res.scores) == 0:
             continue
         rles = mask_utils.encode(np.asfortranarray(res.masks.transpose(1, 2, 0).astype(np.uint8)))
@@ -406,6 +410,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.resume:
         resume_dir = Path(cfg.resume)
         saved = json.loads((resume_dir / "config.json").read_text())
+        saved.get("augment", {}).setdefault("mosaic", 0.0)  # runs from before mosaic existed had none
         keep = {"device": cfg.device, "workers": cfg.workers, "progress": cfg.progress, "stop_after_epochs": cfg.stop_after_epochs, "max_steps": cfg.max_steps}
         cfg = TrainConfig.from_dict({**saved, **keep, "resume": str(resume_dir), "out": str(resume_dir)})
     if not cfg.data:
@@ -505,6 +510,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         set_train_mode(net, cfg.freeze_backbone)
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
+        mosaic = epoch < cfg.epochs - cfg.close_mosaic
+        if dataset.mosaic and not mosaic and dataset.augment.mosaic > 0 and info.main:
+            LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch + 1, cfg.epochs - epoch)
+        dataset.mosaic = mosaic
         sums = np.zeros(4)
         count = 0
         bar = enumerate(loader)
