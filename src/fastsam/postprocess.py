@@ -107,7 +107,8 @@ def masks_full_resolution(
         dense = protos.device.type != "cpu"
     m, mh, mw = protos.shape
     h, w = geometry.orig_hw
-    out = torch.zeros((coefficients.shape[0], h, w), dtype=torch.bool, device=protos.device)
+    # torch.zeros, not a lazily zeroed numpy calloc: faulting the pages in while writing masks costs far more
+    out = torch.zeros((coefficients.shape[0], h, w), dtype=torch.bool, device=protos.device if dense else "cpu")
     if coefficients.shape[0] == 0:
         return out
     logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw)
@@ -126,36 +127,56 @@ def masks_full_resolution(
         # true image area at input resolution instead.
         factor, (fh, fw) = 4, geometry.input_hw
         (crop_h, crop_w), top, left = geometry.resized_hw, geometry.top, geometry.left
-    chunk = max(1, _MASK_CHUNK_PIXELS // (h * w + fh * fw))
     if not dense:
-        chunk = max(1, _MASK_CHUNK_PIXELS // (fh * fw))
+        _threshold_in_boxes(logits, factor, (top, left, crop_h, crop_w), boxes, out)
+        return out
+    chunk = max(1, _MASK_CHUNK_PIXELS // (h * w + fh * fw))
     for start in range(0, logits.shape[0], chunk):
         part = logits[None, start : start + chunk]
         if factor > 1:
             part = F.interpolate(part, scale_factor=factor, mode="bilinear")
         part = part[0, :, top : top + crop_h, left : left + crop_w]
-        if dense:
-            torch.gt(_interp(part[None], (h, w))[0], 0, out=out[start : start + chunk])
-        else:
-            _threshold_in_boxes(part, boxes[start : start + chunk], out[start : start + chunk])
-    return crop_masks_to_boxes(out, boxes) if dense else out
+        torch.gt(_interp(part[None], (h, w))[0], 0, out=out[start : start + chunk])
+    return crop_masks_to_boxes(out, boxes)
 
 
-def _threshold_in_boxes(logits: torch.Tensor, boxes: torch.Tensor, out: torch.Tensor) -> None:
-    """``out[k] = resize(logits[k], out.shape[1:]) > 0`` inside box ``k`` (False outside), by sign lookup."""
-    _, crop_h, crop_w = logits.shape
+def _threshold_in_boxes(
+    logits: torch.Tensor, factor: int, crop: tuple[int, int, int, int], boxes: torch.Tensor, out: torch.Tensor
+) -> None:
+    """``out[k]`` = the reference's mask ``k`` inside box ``k`` (False outside), computed only inside the box.
+
+    The reference upsamples the ``(K, h, w)`` prototype-resolution logits by ``factor`` (bilinear), crops
+    ``crop = (top, left, crop_h, crop_w)`` from that, resizes the crop to ``out``'s size (bilinear) and thresholds
+    at 0. Here the first upsampling runs only on the window of logits that box ``k`` reaches, with one source pixel
+    of margin so that no window edge clamps a tap the full image would not (same values, bit for bit), and the
+    second resize is a sign lookup (:func:`~fastsam.ops.sign_resize.upsample_positive`).
+    """
+    top, left, crop_h, crop_w = crop
+    _, mh, mw = logits.shape
     _, h, w = out.shape
     # pixel i is inside a box if x1 <= i < x2, i.e. columns ceil(x1) .. ceil(x2) - 1
     bounds = boxes.float().ceil().to(torch.int64).cpu()
     bounds[:, 0::2] = bounds[:, 0::2].clamp(0, w)
     bounds[:, 1::2] = bounds[:, 1::2].clamp(0, h)
-    sources = logits.cpu().numpy()
+    logits = logits.float().cpu()
     target = out.numpy()
     for k, (xa, ya, xb, yb) in enumerate(bounds.tolist()):
-        if xb > xa and yb > ya:
-            rows = linear_taps(ya, yb, crop_h / h, crop_h)
-            cols = linear_taps(xa, xb, crop_w / w, crop_w)
-            target[k, ya:yb, xa:xb] = upsample_positive(sources[k], rows, cols)
+        if xb <= xa or yb <= ya:
+            continue
+        rows = linear_taps(ya, yb, crop_h / h, crop_h)
+        cols = linear_taps(xa, xb, crop_w / w, crop_w)
+        # the taps' span in the upsampled logits, and the logits window (with margin) that produces it
+        ua, ub = top + int(rows[0][0]), top + int(rows[1][-1])
+        va, vb = left + int(cols[0][0]), left + int(cols[1][-1])
+        pa, pb = max(0, ua // factor - 1), min(mh, ub // factor + 2)
+        qa, qb = max(0, va // factor - 1), min(mw, vb // factor + 2)
+        window = logits[k : k + 1, pa:pb, qa:qb]
+        if factor > 1:
+            window = F.interpolate(window[None], scale_factor=factor, mode="bilinear")[0]
+        dy, dx = top - pa * factor, left - qa * factor
+        rows = (rows[0] + dy, rows[1] + dy, rows[2])
+        cols = (cols[0] + dx, cols[1] + dx, cols[2])
+        target[k, ya:yb, xa:xb] = upsample_positive(window[0].numpy(), rows, cols)
 
 
 def masks_input_resolution(

@@ -1,7 +1,7 @@
 """Thresholded bilinear upsampling, computed only where the threshold is in doubt.
 
 A bilinear sample is a convex combination of its four source taps, so its sign is known without computing it
-whenever the four taps agree in sign. :func:`upsample_positive` therefore gathers the source's sign for every
+whenever the four taps agree in sign. :func:`upsample_positive` therefore repeats the source's sign over every
 output pixel (a byte copy), and evaluates the interpolation (``F.interpolate``'s arithmetic: pixel-centre source
 coordinates clamped at 0, width first, then height, float32) only for the pixels whose taps disagree, i.e. near
 the mask's boundary. The result equals ``F.interpolate(src, size, mode="bilinear") > 0`` on a window, up to float
@@ -52,11 +52,39 @@ def upsample_positive(src: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
     mixed[:-1] |= positive[:-1] != positive[1:]
     mixed[:-1, :-1] |= positive[:-1, :-1] != positive[1:, 1:]
     mixed[:-1, :-1] |= positive[:-1, 1:] != positive[1:, :-1]
-    out = positive[r0][:, c0]
-    y, x = np.nonzero(mixed[r0][:, c0])
-    if y.size:
-        a0, a1, b0, b1, wx, wy = r0[y], r1[y], c0[x], c1[x], lx[x], ly[y]
-        top = src[a0, b0] * (np.float32(1) - wx) + src[a0, b1] * wx
-        bottom = src[a1, b0] * (np.float32(1) - wx) + src[a1, b1] * wx
-        out[y, x] = (top * (np.float32(1) - wy) + bottom * wy) > 0
+    # The taps are non-decreasing, so the output rows (columns) whose first tap is source row i form one run:
+    # the sign lookup is a run-length repeat, and a mixed cell maps to one rectangle of output pixels.
+    row_runs = np.bincount(r0, minlength=src.shape[0])
+    col_runs = np.bincount(c0, minlength=src.shape[1])
+    out = np.repeat(np.repeat(positive, row_runs, axis=0), col_runs, axis=1)
+    cells_i, cells_j = np.nonzero(mixed & (row_runs[:, None] > 0) & (col_runs[None, :] > 0))
+    if cells_i.size:
+        y, x, cell = _cell_pixels(cells_i, cells_j, row_runs, col_runs)
+        # the four taps are the same for every pixel of a cell: gather them per cell, then repeat
+        row_first = np.cumsum(row_runs) - row_runs
+        col_first = np.cumsum(col_runs) - col_runs
+        i1, j1 = r1[row_first[cells_i]], c1[col_first[cells_j]]
+        wx, wy = lx[x], ly[y]
+        one = np.float32(1)
+        top = src[cells_i, cells_j][cell] * (one - wx) + src[cells_i, j1][cell] * wx
+        bottom = src[i1, cells_j][cell] * (one - wx) + src[i1, j1][cell] * wx
+        out[y, x] = (top * (one - wy) + bottom * wy) > 0
     return out
+
+
+def _cell_pixels(
+    cells_i: np.ndarray, cells_j: np.ndarray, row_runs: np.ndarray, col_runs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The output pixels of source cells ``(cells_i[k], cells_j[k])``: ``(y, x, k)`` int64, one entry per pixel.
+
+    Source row ``i`` is the first tap of output rows ``row_first[i] .. row_first[i] + row_runs[i] - 1`` (columns
+    likewise), so a cell expands to a ``row_runs[i] x col_runs[j]`` rectangle; built without scanning the output.
+    """
+    heights, widths = row_runs[cells_i], col_runs[cells_j]
+    sizes = heights * widths
+    cell = np.repeat(np.arange(cells_i.size), sizes)
+    offset = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    dy, dx = np.divmod(offset, widths[cell])
+    y = (np.cumsum(row_runs) - row_runs)[cells_i][cell] + dy
+    x = (np.cumsum(col_runs) - col_runs)[cells_j][cell] + dx
+    return y, x, cell
