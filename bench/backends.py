@@ -44,6 +44,23 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def end_to_end_runners(net, onnx_path: Path, imgsz: int, threads: int, image: str):
+    """Two callables: PyTorch and ONNX Runtime ``FastSAM.predict`` + RLE on one photo (same pre/post-processing)."""
+    from fastsam.engine import FastSAM
+    from fastsam.export import export_onnx
+    from fastsam.io import load_image
+
+    if not onnx_path.exists():
+        export_onnx(net, onnx_path, imgsz=imgsz, dynamic=True)
+    array = load_image(image)
+    ours = FastSAM(net, device="cpu")
+    ort = FastSAM(onnx_path, device="cpu", backend="onnxruntime", threads=threads)
+    [a], [b] = ours.predict(array, imgsz=imgsz), ort.predict(array, imgsz=imgsz)
+    print(f"  masks torch {len(a)} / onnxruntime {len(b)}", file=sys.stderr)
+    return (lambda: [r.to_rle() for r in ours.predict(array, imgsz=imgsz)],
+            lambda: [r.to_rle() for r in ort.predict(array, imgsz=imgsz)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", nargs="+", default=["n", "s"])
@@ -52,6 +69,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", nargs="+", type=int, default=sorted({1, os.cpu_count() or 1}),
                         help="thread counts, each used by both runtimes (default: 1 and all CPUs)")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="time FastSAM.predict + COCO RLE on --image (dynamic ONNX export) instead of the forward")
+    parser.add_argument("--image", default=str(ROOT.parent / "shared" / "data" / "images" / "segment-anything" / "truck.jpg"))
+    parser.add_argument("--output", default="backends", help="JSON name under bench/results/ (default: %(default)s)")
     args = parser.parse_args()
 
     import onnx
@@ -68,20 +89,23 @@ def main() -> None:
         net = random_network(scale).fuse().eval()
         for imgsz, threads in [(i, t) for i in args.sizes for t in args.threads]:
             path = tmp / f"{scale}-{imgsz}.onnx"
-            if not path.exists():
+            if not path.exists() and not args.end_to_end:
                 export_onnx(net, path, imgsz=imgsz)
             torch.set_num_threads(threads)
-            runner = OnnxRuntimeNetwork(path, device="cpu", threads=threads)
-            x = torch.rand(1, 3, imgsz, imgsz)
-            x_cl = x.contiguous(memory_format=torch.channels_last)
-            torch_net = net.to(memory_format=torch.channels_last)  # as fastsam.engine.FastSAM runs on CPU
+            if args.end_to_end:
+                run_torch, run_ort = end_to_end_runners(net, tmp / f"{scale}-dynamic.onnx", imgsz, threads, args.image)
+            else:
+                runner = OnnxRuntimeNetwork(path, device="cpu", threads=threads)
+                x = torch.rand(1, 3, imgsz, imgsz)
+                x_cl = x.contiguous(memory_format=torch.channels_last)
+                torch_net = net.to(memory_format=torch.channels_last)  # as fastsam.engine.FastSAM runs on CPU
 
-            def run_torch() -> None:
-                with torch.inference_mode():
-                    torch_net(x_cl)
+                def run_torch() -> None:
+                    with torch.inference_mode():
+                        torch_net(x_cl)
 
-            def run_ort() -> None:
-                runner(x)
+                def run_ort() -> None:
+                    runner(x)
 
             for _ in range(args.warmup):
                 run_torch()
@@ -106,13 +130,14 @@ def main() -> None:
             print(f"{scale} {imgsz} {threads} threads: torch {row['torch_ms']:.0f} ms, "
                   f"onnxruntime {row['onnxruntime_ms']:.0f} ms", file=sys.stderr, flush=True)  # fmt: skip
 
-    print(f"CPU forward, batch 1, float32, same thread count for both, median of {args.runs} interleaved runs "
+    what = f"end to end on {Path(args.image).name} (predict + RLE)" if args.end_to_end else "forward"
+    print(f"CPU {what}, batch 1, float32, same thread count for both, median of {args.runs} interleaved runs "
           f"after {args.warmup} warm-up (load average before {load_before}, after {load_average()})\n")  # fmt: skip
     print("| scale | imgsz | threads | PyTorch ms | ONNX Runtime ms | PyTorch / ORT |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['scale']} | {r['imgsz']} | {r['threads']} | {r['torch_ms']:.0f} | {r['onnxruntime_ms']:.0f} "
               f"| {r['speedup']:.2f} |")  # fmt: skip
-    out = ROOT / "bench" / "results" / "backends.json"
+    out = ROOT / "bench" / "results" / f"{args.output}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "command": " ".join(["python", *sys.argv]), "machine": platform.platform(), "processor": cpu_model(),

@@ -139,6 +139,8 @@ class FastSAM:
         if self.backend == "onnxruntime":
             preds, protos = self.network(batch)
             return preds.to(self.device), protos.to(self.device)
+        if self.device.type == "cuda" and not batch.is_pinned():
+            batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
         x = batch.to(self.device, non_blocking=True)
         x = x.half() if self.half else x
         if self.device.type == "cpu":
