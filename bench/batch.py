@@ -17,12 +17,12 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FASTSAM_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(ROOT / "bench"))
+from workspace import SHARED, photo_workspace  # noqa: E402
 
 
 def main() -> None:
@@ -43,18 +43,7 @@ def main() -> None:
     import fastsam
     from fastsam.cli.main import main as cli
 
-    photos = sorted((SHARED / "data" / "images").rglob("*.jpg"))
-    work = Path(tempfile.mkdtemp())
-    folder = work / "in"
-    folder.mkdir()
-    for i in range(args.images):
-        shutil.copy(photos[i % len(photos)], folder / f"{i:03d}_{photos[i % len(photos)].name}")
-    model_path = args.model
-    if model_path is None:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from model_factory import save_random_weights
-
-        model_path = str(save_random_weights(work / "random-s.safetensors", "s", 16, seed=0))
+    work, folder, model_path, photos = photo_workspace(args.images, args.model)
     common = ["--model", model_path, "--device", "cpu", "--imgsz", str(args.imgsz), "--max-det", str(args.max_det),
               "--batch-size", str(args.batch_size), "--quiet"]  # fmt: skip
     default_threads = torch.get_num_threads()

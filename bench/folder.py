@@ -1,7 +1,7 @@
 """Folder throughput: `fastsam segment` over a folder (background decoding, batching, overlapped writing) against
 the naive loop (load, segment, write, one image at a time). Same model, same images, same outputs.
 
-    python bench/folder.py [--images 12] [--imgsz 640] [--model PATH] [--batch-size 4]
+    python bench/folder.py [--images 12] [--imgsz 640] [--model PATH] [--batch-size N]
 
 Prints a markdown table and writes JSON to bench/results/folder.json.
 """
@@ -14,19 +14,19 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FASTSAM_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(ROOT / "bench"))
+from workspace import SHARED, photo_workspace  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: fastsam segment's (1 on CPU)")
     parser.add_argument("--model", default=None, help="weights (default: random FastSAM-s-shaped weights)")
     args = parser.parse_args()
 
@@ -36,18 +36,7 @@ def main() -> None:
     from fastsam.engine import FastSAM
     from fastsam.io import load_image
 
-    photos = sorted((SHARED / "data" / "images").rglob("*.jpg"))
-    work = Path(tempfile.mkdtemp())
-    folder = work / "in"
-    folder.mkdir()
-    for i in range(args.images):
-        shutil.copy(photos[i % len(photos)], folder / f"{i:03d}_{photos[i % len(photos)].name}")
-    model_path = args.model
-    if model_path is None:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from model_factory import save_random_weights
-
-        model_path = str(save_random_weights(work / "random-s.safetensors", "s", 16, seed=0))
+    work, folder, model_path, photos = photo_workspace(args.images, args.model)
 
     model = FastSAM(model_path, device="cpu")
     model.predict(load_image(photos[0]), imgsz=args.imgsz)  # warm-up
@@ -62,7 +51,8 @@ def main() -> None:
 
     start = time.perf_counter()
     code = cli(["segment", str(folder), "--model", model_path, "--device", "cpu", "--imgsz", str(args.imgsz),
-                "--out", str(work / "pipeline"), "--batch-size", str(args.batch_size), "--quiet"])  # fmt: skip
+                "--out", str(work / "pipeline"), "--quiet",
+                *(["--batch-size", str(args.batch_size)] if args.batch_size else [])])  # fmt: skip
     pipeline = time.perf_counter() - start
     assert code == 0
     rows = {"naive loop": naive, "fastsam segment (pipeline)": pipeline}

@@ -44,7 +44,9 @@ def model_from_args(args: argparse.Namespace):  # -> fastsam.engine.FastSAM (imp
     )
 
 
-def add_inference_options(parser: argparse.ArgumentParser) -> None:
+def add_inference_options(parser: argparse.ArgumentParser, batch_size: int | None = 4) -> None:
+    """Add --imgsz/--conf/--iou/--max-det/--retina/--batch-size. ``batch_size=None``: chosen by the device later
+    (:func:`default_batch_size`)."""
     group = parser.add_argument_group("inference")
     group.add_argument("--imgsz", type=int, default=1024, help="longest side of the network input, multiple of 32 (default: %(default)s)")
     group.add_argument("--conf", type=float, default=0.4, help="minimum mask confidence (default: %(default)s)")
@@ -56,7 +58,18 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="full-resolution masks; --no-retina builds them at network resolution (faster, coarser) (default: on)",
     )
-    group.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: %(default)s)")
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help="images per forward pass (default: "
+        + ("1 on CPU, where batching only adds memory traffic, 4 on GPUs)" if batch_size is None else "%(default)s)"),
+    )
+
+
+def default_batch_size(device_type: str) -> int:
+    """Images per forward pass when not chosen: 1 on CPU (measured faster for folders: bench/folder.py), 4 elsewhere."""
+    return 1 if device_type == "cpu" else 4
 
 
 def add_debug_option(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_debug_option, add_inference_options, add_model_options, model_from_args
+from .common import add_debug_option, add_inference_options, add_model_options, default_batch_size, model_from_args
 
 FORMATS = ("overlay", "json", "png", "polygons")
 
@@ -115,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     render.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default: %(default)s)")
     add_model_options(parser)
-    add_inference_options(parser)
+    add_inference_options(parser, batch_size=None)
     parser.add_argument(
         "--skip-existing",
         action=argparse.BooleanOptionalAction,
@@ -170,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
     if args.labels is not None and args.points is None:
         print("error: --labels needs --points", file=sys.stderr)
         return 2
+    if args.batch_size is not None and args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
     if args.max_frames is not None and args.max_frames < 1:
         print("error: --max-frames must be at least 1", file=sys.stderr)
         return 2
@@ -192,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     if not todo and not videos:
         return 0
     model = model_from_args(args)
+    if args.batch_size is None:
+        args.batch_size = default_batch_size(model.device.type)
     failed_videos = 0
     if videos:
         from .video import run_videos
