@@ -201,9 +201,8 @@ def run(args: argparse.Namespace) -> int:
     if videos:
         from .video import run_videos
 
-        image_formats, args.format = args.format, chosen or ["overlay"]
-        failed_videos = run_videos(args, videos, model, (lambda r: _apply_prompts(r, args)) if prompted else None)
-        args.format = image_formats
+        prompt = (lambda r: _apply_prompts(r, args)) if prompted else None
+        failed_videos = run_videos(args, videos, model, prompt, formats=chosen or ["overlay"])
     if not todo:
         return 1 if failed_videos else 0
     args.out.mkdir(parents=True, exist_ok=True)

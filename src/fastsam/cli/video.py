@@ -17,7 +17,7 @@ import numpy as np
 VIDEO_FORMATS = ("overlay", "json")
 
 
-def output_paths(args: argparse.Namespace, source: str, several: bool) -> dict[str, Path]:
+def output_paths(args: argparse.Namespace, source: str, several: bool, formats: list[str]) -> dict[str, Path]:
     """Where one video's outputs go: ``{"overlay": video path, "json": JSON-lines path}`` for the chosen formats.
 
     ``--out`` naming a video file (``out.mp4``) is used as is (with ``out.jsonl`` beside it) when there is a
@@ -32,7 +32,7 @@ def output_paths(args: argparse.Namespace, source: str, several: bool) -> dict[s
         name = _source_name(source)
         video, lines = out / f"{name}.mp4", out / f"{name}.jsonl"
     chosen = {"overlay": video, "json": lines}
-    return {f: chosen[f] for f in args.format if f in chosen}
+    return {f: chosen[f] for f in formats if f in chosen}
 
 
 def _source_name(source: str) -> str:
@@ -50,16 +50,17 @@ def _source_name(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "stream"
 
 
-def run_videos(args: argparse.Namespace, sources: list[str], model: Any, prompt: Any) -> int:
-    """Segment each video source; returns the number that failed (each failure is reported, not raised)."""
+def run_videos(args: argparse.Namespace, sources: list[str], model: Any, prompt: Any, formats: list[str]) -> int:
+    """Segment each video source into ``formats`` (overlay, json); returns the number that failed (each failure
+    is reported, not raised)."""
     from ..errors import VideoError
 
-    unsupported = [f for f in args.format if f not in VIDEO_FORMATS]
+    unsupported = [f for f in formats if f not in VIDEO_FORMATS]
     if unsupported:
         print(f"warning: --format {','.join(unsupported)} is for images; videos get overlay and json", file=sys.stderr)
     failed = 0
     for source in sources:
-        outputs = output_paths(args, source, several=len(sources) > 1)
+        outputs = output_paths(args, source, len(sources) > 1, formats)
         if args.skip_existing and outputs and all(p.exists() for p in outputs.values()):
             print(f"skipped {source}: outputs already exist", file=sys.stderr)
             continue
