@@ -6,9 +6,8 @@ import argparse
 import logging
 import os
 
+from ..training.records import DATA_FORMATS
 from .common import add_debug_option
-
-SOURCE_FORMATS = ("auto", "coco", "sa1b", "yolo", "shards")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("src", help="COCO instances JSON, SA-1B folder, YOLO-seg folder (or a converted folder)")
     convert.add_argument("out", help="output folder (created)")
-    convert.add_argument("--format", choices=SOURCE_FORMATS, default="auto", help="format of SRC (default: %(default)s, detected)")
+    convert.add_argument("--format", choices=DATA_FORMATS, default="auto", help="format of SRC (default: %(default)s, detected)")
     convert.add_argument("--max-side", type=int, help="downscale images (and masks) whose longest side exceeds this many pixels "
                          "(default: keep the size; e.g. 1024 for SA-1B at the paper's training size)")
     convert.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default: %(default)s)")

@@ -10,9 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..training.records import DATA_FORMATS
 from .common import add_debug_option
-
-FORMATS = ("auto", "coco", "sa1b", "yolo", "shards")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="training data: COCO instances JSON, SA-1B folder, YOLO-seg folder or a folder written by 'fastsam data convert'")
-    data.add_argument("--format", choices=FORMATS, default="auto", help="format of --data and --val; shards: 'fastsam data convert' output; auto: detected (default: %(default)s)")
+    data.add_argument("--format", choices=DATA_FORMATS, default="auto", help="format of --data and --val; shards: 'fastsam data convert' output; auto: detected (default: %(default)s)")
     data.add_argument("--val", help="validation data for the class-agnostic mask AP")
-    data.add_argument("--val-format", choices=FORMATS, help="format of --val if it differs")
+    data.add_argument("--val-format", choices=DATA_FORMATS, help="format of --val if it differs")
     data.add_argument("--imgsz", type=int, default=640, help="square training input size, multiple of 32 (default: %(default)s)")
     data.add_argument("--workers", type=int, default=4, help="data-loading processes per training process (default: %(default)s)")
     data.add_argument("--no-augment", action="store_true", help="no mosaic/scale/translate/flip/HSV augmentation")

@@ -59,10 +59,10 @@ def upsample_positive(src: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
     out = np.repeat(np.repeat(positive, row_runs, axis=0), col_runs, axis=1)
     cells_i, cells_j = np.nonzero(mixed & (row_runs[:, None] > 0) & (col_runs[None, :] > 0))
     if cells_i.size:
-        y, x, cell = _cell_pixels(cells_i, cells_j, row_runs, col_runs)
-        # the four taps are the same for every pixel of a cell: gather them per cell, then repeat
-        row_first = np.cumsum(row_runs) - row_runs
+        row_first = np.cumsum(row_runs) - row_runs  # first output row (column) of each source row (column)
         col_first = np.cumsum(col_runs) - col_runs
+        y, x, cell = _cell_pixels(cells_i, cells_j, row_runs, col_runs, row_first, col_first)
+        # the four taps are the same for every pixel of a cell: gather them per cell, then repeat
         i1, j1 = r1[row_first[cells_i]], c1[col_first[cells_j]]
         wx, wy = lx[x], ly[y]
         one = np.float32(1)
@@ -73,18 +73,23 @@ def upsample_positive(src: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
 
 
 def _cell_pixels(
-    cells_i: np.ndarray, cells_j: np.ndarray, row_runs: np.ndarray, col_runs: np.ndarray
+    cells_i: np.ndarray,
+    cells_j: np.ndarray,
+    row_runs: np.ndarray,
+    col_runs: np.ndarray,
+    row_first: np.ndarray,
+    col_first: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The output pixels of source cells ``(cells_i[k], cells_j[k])``: ``(y, x, k)`` int64, one entry per pixel.
 
     Source row ``i`` is the first tap of output rows ``row_first[i] .. row_first[i] + row_runs[i] - 1`` (columns
-    likewise), so a cell expands to a ``row_runs[i] x col_runs[j]`` rectangle; built without scanning the output.
+    likewise: ``col_first``, ``col_runs``), so a cell expands to a ``row_runs[i] x col_runs[j]`` rectangle; built without scanning the output.
     """
     heights, widths = row_runs[cells_i], col_runs[cells_j]
     sizes = heights * widths
     cell = np.repeat(np.arange(cells_i.size), sizes)
     offset = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     dy, dx = np.divmod(offset, widths[cell])
-    y = (np.cumsum(row_runs) - row_runs)[cells_i][cell] + dy
-    x = (np.cumsum(col_runs) - col_runs)[cells_j][cell] + dx
+    y = row_first[cells_i][cell] + dy
+    x = col_first[cells_j][cell] + dx
     return y, x, cell

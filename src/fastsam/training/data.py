@@ -20,11 +20,9 @@ from PIL import Image
 
 from .augment import PAD_VALUE, Augment, hsv_jitter  # noqa: F401 - re-exported
 from .dataset import MASK_RATIO, SegmentationDataset, collate  # noqa: F401 - re-exported
-from .records import IMAGE_SUFFIXES, DataReport, ImageRecord, annotation_rle, read_image, record_annotations  # noqa: F401
+from .records import DATA_FORMATS, IMAGE_SUFFIXES, DataReport, ImageRecord, annotation_rle, read_image, record_annotations  # noqa: F401
 
 LOGGER = logging.getLogger("fastsam.train")
-
-FORMATS = ("auto", "coco", "sa1b", "yolo", "shards")
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -195,7 +193,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if path.is_file():
         if path.suffix.lower() == ".json":
             return "shards" if path.name == INDEX_NAME else "coco"
-        raise ValueError(f"cannot tell the format of {path}; pass --format (one of {', '.join(FORMATS[1:])})")
+        raise ValueError(f"cannot tell the format of {path}; pass --format (one of {', '.join(DATA_FORMATS[1:])})")
     if (path / INDEX_NAME).is_file():
         return "shards"
     folders = [path] + sorted(p for p in path.iterdir() if p.is_dir())  # the folder and its children only
@@ -207,7 +205,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if len(jsons) == 1:
         return "coco"
     raise ValueError(f"cannot tell the format of {path} (no {INDEX_NAME}, no images/ + labels/, no image.json pairs, "
-                     f"{len(jsons)} JSON files); pass --format (one of {', '.join(FORMATS[1:])})")
+                     f"{len(jsons)} JSON files); pass --format (one of {', '.join(DATA_FORMATS[1:])})")
 
 
 def load_records(data: str | os.PathLike, fmt: str = "auto") -> tuple[list[ImageRecord], DataReport]:
@@ -235,6 +233,6 @@ def load_records(data: str | os.PathLike, fmt: str = "auto") -> tuple[list[Image
 
         records, report = load_shards(path)
     else:
-        raise ValueError(f"unknown data format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ValueError(f"unknown data format {fmt!r}; choose one of {', '.join(DATA_FORMATS)}")
     LOGGER.info("%s: %s", path, report.summary())
     return records, report

@@ -19,6 +19,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+DATA_FORMATS: tuple[str, ...] = ("auto", "coco", "sa1b", "yolo", "shards")
+"""Training data formats: detected, COCO instances JSON, SA-1B folder, YOLO-seg folder, ``fastsam data convert``."""
+
 LOGGER = logging.getLogger("fastsam.train")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
