@@ -96,11 +96,21 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
     summary = train(config_from_args(args))
+    _leave_process_group()  # success path only: a collective teardown after one rank failed could hang the others
     if rank == 0:
         weights = Path(summary["out"]) / "weights"
         print(f"done: {summary['epochs_done']} epochs; EMA weights {weights / 'last.safetensors'}"
               + (f", best mask AP {summary['best_ap']:.4f} ({weights / 'best.safetensors'})" if summary["best_ap"] >= 0 else ""))
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, shut the process group down before the interpreter exits: gloo's worker threads still
+    running at interpreter shutdown abort it with SIGABRT ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
