@@ -112,3 +112,42 @@ def test_compiled_network_gives_the_same_masks(tiny_weights, tiny_model, photo_p
     torch._dynamo.reset()
     assert len(want) > 0 and np.array_equal(got.masks, want.masks)
     np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+
+
+def test_cpu_results_hold_numpy_masks(tiny_model: FastSAM, photo_path: Path) -> None:
+    [result] = tiny_model.predict(photo_path, imgsz=256)
+    assert result.on_host and isinstance(result._masks, np.ndarray)
+
+
+def _synthetic_photo(seed: int = 0) -> np.ndarray:
+    """A 900x1350 RGB image of coloured rectangles over a gradient (runs where the shared photos are absent)."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((900, 1350, 3), np.uint8)
+    image[:] = np.linspace(0, 200, 1350, dtype=np.uint8)[None, :, None]
+    for _ in range(12):
+        y, x = rng.integers(0, 800), rng.integers(0, 1250)
+        image[y : y + rng.integers(40, 300), x : x + rng.integers(40, 300)] = rng.integers(0, 256, 3)
+    return image
+
+
+def test_synthetic_photo_gives_masks(tiny_model: FastSAM) -> None:
+    """The CPU side of the CUDA test below: the synthetic image does give masks (so that test compares some)."""
+    [result] = tiny_model.predict(_synthetic_photo(), imgsz=256, conf=0.2)
+    assert len(result) > 0
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_results_keep_masks_on_the_gpu_and_encode_there(tiny_weights) -> None:
+    """On CUDA the last batch's masks stay on the device; RLE from there equals RLE of the host copy, and a
+    second batch moves the first to the host. float32 on both devices: the masks agree with the CPU's."""
+    image = _synthetic_photo()
+    gpu = FastSAM(tiny_weights, device="cuda", half=False)
+    first, second = gpu.predict([image, image], imgsz=256, conf=0.2, batch_size=1)
+    assert first.on_host and not second.on_host
+    rles = second.to_rle()
+    assert not second.on_host and rles == first.to_rle() and len(rles) > 0
+    np.testing.assert_array_equal(rle_to_mask(rles), second.masks)
+    [cpu] = FastSAM(tiny_weights, device="cpu").predict(image, imgsz=256, conf=0.2)
+    assert len(cpu) == len(first)
+    inter, union = (cpu.masks & first.masks).sum((1, 2)), (cpu.masks | first.masks).sum((1, 2))
+    assert np.all(inter / np.maximum(union, 1) > 0.99)

@@ -241,3 +241,40 @@ def test_mask_to_rle_equals_pycocotools(masks: np.ndarray) -> None:
     if len(masks):
         theirs = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
         assert [r["counts"] for r in ours] == [r["counts"].decode("ascii") for r in theirs]
+
+
+@given(
+    masks=arrays(bool, st.tuples(st.integers(0, 5), st.integers(1, 17), st.integers(1, 13))),
+    chunk_masks=st.integers(1, 6),
+)
+@settings(max_examples=200, deadline=None)
+def test_mask_tensor_to_rle_equals_pycocotools(masks: np.ndarray, chunk_masks: int) -> None:
+    """The device-side encoder (runs found with torch ops, in chunks of masks) gives pycocotools' strings."""
+    import torch
+
+    from fastsam.ops.rle_torch import mask_tensor_to_rle
+
+    height, width = masks.shape[1:]
+    ours = mask_tensor_to_rle(torch.from_numpy(masks), chunk_pixels=chunk_masks * height * width)
+    assert len(ours) == len(masks)
+    if len(masks):
+        theirs = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+        assert [r["counts"] for r in ours] == [r["counts"].decode("ascii") for r in theirs]
+        assert all(r["size"] == [height, width] for r in ours)
+
+
+def test_mask_tensor_to_rle_real_sizes_and_errors() -> None:
+    """Photo-sized masks with edge pixels set: equal to the numpy encoder; a 2-D input is refused."""
+    import torch
+
+    from fastsam.ops.rle_torch import mask_tensor_to_rle
+
+    masks = _random_masks(6, 300, 451, seed=3)
+    masks[2] = False
+    masks[2, 0, 0] = masks[2, -1, -1] = True  # the first and the last pixel of the column-major order
+    masks[3, :, -1] = True  # a run reaching the end
+    masks[4, 120:200, 40:300] = True
+    assert mask_tensor_to_rle(torch.from_numpy(masks), chunk_pixels=1) == mask_to_rle(masks)
+    assert mask_tensor_to_rle(torch.from_numpy(masks.astype(np.uint8))) == mask_to_rle(masks)
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        mask_tensor_to_rle(torch.zeros(4, 5, dtype=torch.bool))

@@ -87,3 +87,12 @@ def test_resize_is_bit_identical_to_the_reference_library(h: int, w: int, out_h:
     image = np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     expected = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR).reshape(out_h, out_w, 3)
     assert np.array_equal(resize_bilinear_u8(image, (out_h, out_w)).numpy(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("hw", [(3, 5), (333, 500), (1500, 2250), (1024, 1024)])
+def test_letterbox_on_cuda_is_bit_identical(hw: tuple[int, int]) -> None:
+    """The fixed-point resize is integer arithmetic: the GPU gives the CPU's bits."""
+    image = np.random.default_rng(2).integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    g = letterbox_geometry(hw, 1024)
+    assert torch.equal(letterbox_image(image, g, "cuda").cpu(), letterbox_image(image, g))

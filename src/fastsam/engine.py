@@ -113,9 +113,15 @@ class FastSAM:
             self.network = torch.compile(self.network, **kwargs)  # attributes (nc, ...) stay reachable
 
     def preprocess(self, images: Sequence[np.ndarray], imgsz: int) -> tuple[torch.Tensor, list[Letterbox]]:
-        """Letterbox RGB uint8 images that share one input shape into a ``(B, 3, H_in, W_in)`` batch in [0, 1]."""
+        """Letterbox RGB uint8 images that share one input shape into a ``(B, 3, H_in, W_in)`` batch in [0, 1].
+
+        With the torch backend on CUDA the resize runs on the GPU (the same integer arithmetic, the same bits):
+        the uint8 rows go over, not a float32 batch, and the CPU is left to decoding and encoding.
+        """
+        on_gpu = self.backend == "torch" and self.device.type == "cuda"
+        where = self.device if on_gpu else torch.device("cpu")
         geometries = [self.geometry(image.shape[:2], imgsz) for image in images]
-        batch = torch.stack([letterbox_image(image, g) for image, g in zip(images, geometries)])
+        batch = torch.stack([letterbox_image(image, g, where) for image, g in zip(images, geometries)])
         return batch, geometries
 
     def geometry(self, orig_hw: tuple[int, int], imgsz: int) -> Letterbox:
@@ -139,7 +145,7 @@ class FastSAM:
         if self.backend == "onnxruntime":
             preds, protos = self.network(batch)
             return preds.to(self.device), protos.to(self.device)
-        if self.device.type == "cuda" and not batch.is_pinned():
+        if self.device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
             batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
         x = batch.to(self.device, non_blocking=True)
         x = x.half() if self.half else x
@@ -171,7 +177,8 @@ class FastSAM:
             batch_size: images per forward pass (images whose inputs differ in shape run in separate passes).
 
         Returns:
-            One :class:`SegmentationResult` per image, in input order.
+            One :class:`SegmentationResult` per image, in input order. On a GPU the masks of the last batch stay in
+            device memory until first read (RLE and areas are computed there); earlier batches are moved to the host.
 
         Raises:
             ImageLoadError: an input is missing or not a readable image.
@@ -181,6 +188,8 @@ class FastSAM:
         items = [images] if single else list(images)
         results: list[SegmentationResult] = []
         for start in range(0, len(items), batch_size):
+            for earlier in results:  # device memory holds the masks of one batch at a time
+                earlier.to_host()
             chunk = items[start : start + batch_size]
             arrays = [load_image(item) for item in chunk]
             names = [_name_of(item) for item in chunk]
@@ -217,9 +226,13 @@ class FastSAM:
 
 
 def to_result(det: Detections, image: np.ndarray, file_name: str = "") -> SegmentationResult:
-    """Convert one image's :class:`Detections` (torch) into a :class:`SegmentationResult` (numpy)."""
+    """Convert one image's :class:`Detections` (torch) into a :class:`SegmentationResult`.
+
+    Boxes and scores become numpy arrays. Masks made on a CPU do too; masks made on another device (a GPU) stay
+    there until first read, so RLE encoding runs on that device (see :class:`SegmentationResult`).
+    """
     return SegmentationResult(
-        masks=det.masks.cpu().numpy(),
+        masks=det.masks.numpy() if det.masks.device.type == "cpu" else det.masks,
         boxes=det.boxes.float().cpu().numpy(),
         scores=det.scores.float().cpu().numpy(),
         image_size=(int(image.shape[0]), int(image.shape[1])),

@@ -74,7 +74,9 @@ def _linear_weights(n_out: int, n_in: int, clamp_weights: bool) -> tuple[torch.T
     return (torch.from_numpy(i0), torch.from_numpy(i1), torch.from_numpy(w0), torch.from_numpy(w1))
 
 
-def resize_bilinear_u8(image: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
+def resize_bilinear_u8(
+    image: np.ndarray, size_hw: tuple[int, int], device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Bilinear resize of an 8-bit image with fixed-point arithmetic, as the reference implementation's image
     library (OpenCV ``INTER_LINEAR`` on 8-bit images) computes it, bit for bit.
 
@@ -84,37 +86,40 @@ def resize_bilinear_u8(image: np.ndarray, size_hw: tuple[int, int]) -> torch.Ten
     Args:
         image: ``(H, W, C)`` uint8.
         size_hw: ``(h, w)`` output size.
+        device: where to compute (integer arithmetic: the same bits on every device); only the source rows the
+            resize reads are copied there, as uint8.
 
     Returns:
-        ``(h, w, C)`` uint8 tensor.
+        ``(h, w, C)`` uint8 tensor on ``device``.
     """
     h, w = size_hw
-    x0, x1, a0, a1 = _linear_weights(w, image.shape[1], clamp_weights=True)
+    x0, x1, a0, a1 = (t.to(device) for t in _linear_weights(w, image.shape[1], clamp_weights=True))
     y0, y1, b0, b1 = _linear_weights(h, image.shape[0], clamp_weights=False)
     rows = torch.unique(torch.cat((y0, y1)))  # only the source rows that are used
     lookup = torch.zeros(image.shape[0], dtype=torch.int64)
     lookup[rows] = torch.arange(len(rows))
-    used = torch.from_numpy(image[rows.numpy()].astype(np.int32))
+    y0, y1, b0, b1, lookup = (t.to(device) for t in (y0, y1, b0, b1, lookup))
+    used = torch.from_numpy(image[rows.numpy()]).to(device).to(torch.int32)
     across = used.index_select(1, x0) * a0[None, :, None] + used.index_select(1, x1) * a1[None, :, None]
     top = ((across.index_select(0, lookup[y0]) >> 4) * b0[:, None, None]) >> 16
     bottom = ((across.index_select(0, lookup[y1]) >> 4) * b1[:, None, None]) >> 16
     return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
 
 
-def letterbox_image(image: np.ndarray, geometry: Letterbox) -> torch.Tensor:
+def letterbox_image(image: np.ndarray, geometry: Letterbox, device: str | torch.device = "cpu") -> torch.Tensor:
     """Resize and pad an RGB uint8 ``(H, W, 3)`` image as ``geometry`` says.
 
     The resize is :func:`resize_bilinear_u8`, so the network input equals the reference implementation's bit for
-    bit; the padding is grey 114.
+    bit on every device; the padding is grey 114.
 
     Returns:
-        ``(3, H_in, W_in)`` float32 in [0, 1].
+        ``(3, H_in, W_in)`` float32 in [0, 1], on ``device``.
     """
     h, w = geometry.resized_hw
     if (h, w) != tuple(image.shape[:2]):
-        x = resize_bilinear_u8(image, (h, w)).permute(2, 0, 1)
+        x = resize_bilinear_u8(image, (h, w), device).permute(2, 0, 1)
     else:
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)
-    out = torch.full((3, *geometry.input_hw), float(PAD_VALUE), dtype=torch.float32)
+        x = torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1)
+    out = torch.full((3, *geometry.input_hw), float(PAD_VALUE), dtype=torch.float32, device=device)
     out[:, geometry.top : geometry.top + h, geometry.left : geometry.left + w] = x
     return out.div_(255.0)

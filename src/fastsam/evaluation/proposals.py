@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..ops.rle import box_xyxy_to_xywh, mask_to_rle
+from ..ops.rle import box_xyxy_to_xywh
 from ..results import SegmentationResult
 from .coco_data import image_paths, load_coco
 from .coco_metrics import PROPOSAL_MAX_DETS, average_recall
@@ -26,7 +26,7 @@ def result_to_proposals(
         ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score", "segmentation"?: RLE}]``.
     """
     boxes = box_xyxy_to_xywh(np.asarray(result.boxes, dtype=np.float32).reshape(-1, 4))
-    rles = mask_to_rle(result.masks) if masks else [None] * len(result)
+    rles = result.to_rle() if masks else [None] * len(result)
     out = []
     for box, score, rle in zip(boxes.tolist(), np.asarray(result.scores).tolist(), rles):
         entry: dict[str, Any] = {

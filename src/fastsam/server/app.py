@@ -21,7 +21,6 @@ from PIL import Image
 from ..engine import FastSAM
 from ..errors import FastSAMError, ImageLoadError
 from ..io import load_image
-from ..ops.rle import mask_area, mask_to_rle
 from ..predictor import SegmentedImage
 from ..prompts.text import TextScorer
 from ..results import SegmentationResult
@@ -66,8 +65,8 @@ class ApiError(Exception):
 
 
 def _mask_out(result: SegmentationResult) -> list[MaskOut]:
-    rles = mask_to_rle(result.masks)
-    areas = mask_area(result.masks)
+    rles = result.to_rle()
+    areas = result.areas()
     indices = result.indices if result.indices is not None else np.arange(len(result))
     prompt_ids = result.prompt_ids
     return [
