@@ -114,9 +114,22 @@ def test_compiled_network_gives_the_same_masks(tiny_weights, tiny_model, photo_p
     np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
 
 
-def test_cpu_results_hold_numpy_masks(tiny_model: FastSAM, photo_path: Path) -> None:
-    [result] = tiny_model.predict(photo_path, imgsz=256)
-    assert result.on_host and isinstance(result._masks, np.ndarray)
+def test_cpu_results_answer_from_box_windows_until_masks_are_read(tiny_model: FastSAM, photo_path: Path) -> None:
+    """RLE, areas, SA-1B and subsets come from the box windows; they equal the same from the laid-out array."""
+    from fastsam.ops.rle import mask_area, mask_to_rle
+
+    [result] = tiny_model.predict(photo_path, imgsz=256, conf=0.2)
+    assert len(result) > 10 and not result.masks_materialized
+    rles, areas, record = result.to_rle(), result.areas(), result.to_sa1b()
+    sub = result.select(result.scores > float(np.median(result.scores)))
+    sub_rles = sub.to_rle()
+    assert not result.masks_materialized and not sub.masks_materialized
+    masks = result.masks
+    assert result.masks_materialized and masks.shape == (len(result), *result.image_size)
+    assert rles == mask_to_rle(masks) and np.array_equal(areas, mask_area(masks))
+    assert record == result.to_sa1b()
+    assert sub_rles == mask_to_rle(masks[result.scores > float(np.median(result.scores))])
+    assert np.array_equal(sub.masks, masks[result.scores > float(np.median(result.scores))])
 
 
 def _synthetic_photo(seed: int = 0) -> np.ndarray:
@@ -143,9 +156,9 @@ def test_cuda_results_keep_masks_on_the_gpu_and_encode_there(tiny_weights) -> No
     image = _synthetic_photo()
     gpu = FastSAM(tiny_weights, device="cuda", half=False)
     first, second = gpu.predict([image, image], imgsz=256, conf=0.2, batch_size=1)
-    assert first.on_host and not second.on_host
+    assert first.masks_materialized and not second.masks_materialized
     rles = second.to_rle()
-    assert not second.on_host and rles == first.to_rle() and len(rles) > 0
+    assert not second.masks_materialized and rles == first.to_rle() and len(rles) > 0
     np.testing.assert_array_equal(rle_to_mask(rles), second.masks)
     [cpu] = FastSAM(tiny_weights, device="cpu").predict(image, imgsz=256, conf=0.2)
     assert len(cpu) == len(first)

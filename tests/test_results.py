@@ -138,20 +138,20 @@ def test_tensor_masks_stay_unread_for_rle_sa1b_len_and_select() -> None:
         masks=torch.from_numpy(ref.masks.copy()), boxes=ref.boxes, scores=ref.scores,
         image_size=ref.image_size, file_name=ref.file_name, image=ref.image,
     )  # fmt: skip
-    assert not lazy.on_host and len(lazy) == 4
+    assert not lazy.masks_materialized and len(lazy) == 4
     assert lazy.to_rle() == ref.to_rle()
     assert lazy.to_sa1b(image_id=3) == ref.to_sa1b(image_id=3)
     np.testing.assert_array_equal(lazy.areas(), ref.areas())
     assert lazy.areas().dtype == np.int64
     for index in ([2, 0], ref.scores > 0.5, slice(1, 3), 1, []):
         sub = lazy.select(index)
-        assert not sub.on_host
+        assert not sub.masks_materialized
         assert sub.to_rle() == ref.select(index).to_rle()
         np.testing.assert_array_equal(sub.masks, ref.select(index).masks)
-    assert not lazy.on_host  # nothing above read lazy.masks
+    assert not lazy.masks_materialized  # nothing above read lazy.masks
     masks = lazy.masks
-    assert lazy.on_host and isinstance(masks, np.ndarray) and masks.dtype == np.bool_
+    assert lazy.masks_materialized and isinstance(masks, np.ndarray) and masks.dtype == np.bool_
     np.testing.assert_array_equal(masks, ref.masks)
     other = SegmentationResult(masks=torch.from_numpy(ref.masks.copy()), boxes=ref.boxes, scores=ref.scores,
                                image_size=ref.image_size)  # fmt: skip
-    assert other.to_host() is other and other.on_host
+    assert other.materialize_masks() is other and other.masks_materialized

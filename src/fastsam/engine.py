@@ -177,8 +177,9 @@ class FastSAM:
             batch_size: images per forward pass (images whose inputs differ in shape run in separate passes).
 
         Returns:
-            One :class:`SegmentationResult` per image, in input order. On a GPU the masks of the last batch stay in
-            device memory until first read (RLE and areas are computed there); earlier batches are moved to the host.
+            One :class:`SegmentationResult` per image, in input order. Masks are laid out as ``(N, H, W)`` arrays on
+            first read (RLE and areas do not need that). On a GPU the masks of the last batch stay in device
+            memory until then; earlier batches are moved to the host.
 
         Raises:
             ImageLoadError: an input is missing or not a readable image.
@@ -188,8 +189,9 @@ class FastSAM:
         items = [images] if single else list(images)
         results: list[SegmentationResult] = []
         for start in range(0, len(items), batch_size):
-            for earlier in results:  # device memory holds the masks of one batch at a time
-                earlier.to_host()
+            if self.device.type != "cpu":
+                for earlier in results:  # device memory holds the masks of one batch at a time
+                    earlier.materialize_masks()
             chunk = items[start : start + batch_size]
             arrays = [load_image(item) for item in chunk]
             names = [_name_of(item) for item in chunk]
@@ -219,6 +221,7 @@ class FastSAM:
                 retina,
                 self.network.nc,
                 geometries,
+                windows=True,
             )
             for i, det in zip(indices, detections):
                 out[i] = to_result(det, arrays[i], names[i])
@@ -228,11 +231,13 @@ class FastSAM:
 def to_result(det: Detections, image: np.ndarray, file_name: str = "") -> SegmentationResult:
     """Convert one image's :class:`Detections` (torch) into a :class:`SegmentationResult`.
 
-    Boxes and scores become numpy arrays. Masks made on a CPU do too; masks made on another device (a GPU) stay
-    there until first read, so RLE encoding runs on that device (see :class:`SegmentationResult`).
+    Boxes and scores become numpy arrays. Masks stay as they came until first read (box windows from the CPU
+    path, a tensor on its device from a GPU), so RLE and areas come from them directly (see
+    :class:`SegmentationResult`); a CPU tensor becomes a numpy array.
     """
+    masks = det.masks
     return SegmentationResult(
-        masks=det.masks.numpy() if det.masks.device.type == "cpu" else det.masks,
+        masks=masks.numpy() if isinstance(masks, torch.Tensor) and masks.device.type == "cpu" else masks,
         boxes=det.boxes.float().cpu().numpy(),
         scores=det.scores.float().cpu().numpy(),
         image_size=(int(image.shape[0]), int(image.shape[1])),

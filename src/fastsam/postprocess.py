@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, nms
 
+from .masks import WindowedMasks
 from .ops.boxes import box_xywh_to_xyxy, crop_masks_to_boxes, scale_boxes_to_original
 from .ops.sign_resize import linear_taps, upsample_positive
 from .transforms import Letterbox, letterbox_geometry
@@ -31,13 +33,14 @@ class Detections:
     Attributes:
         boxes: ``(N, 4)`` float32 xyxy in pixels of the original image.
         scores: ``(N,)`` float32 in [0, 1].
-        masks: ``(N, H, W)`` bool at the original resolution.
+        masks: ``(N, H, W)`` bool at the original resolution, or the same masks as
+            :class:`~fastsam.masks.WindowedMasks` when :func:`postprocess` was asked for windows.
         classes: ``(N,)`` int64 class index (always 0 for FastSAM).
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
-    masks: torch.Tensor
+    masks: torch.Tensor | WindowedMasks
     classes: torch.Tensor
 
     def __len__(self) -> int:
@@ -105,31 +108,15 @@ def masks_full_resolution(
     """
     if dense is None:
         dense = protos.device.type != "cpu"
+    if not dense:
+        return torch.from_numpy(masks_in_windows(protos, coefficients, boxes, geometry).numpy())
     m, mh, mw = protos.shape
     h, w = geometry.orig_hw
-    # torch.zeros, not a lazily zeroed numpy calloc: faulting the pages in while writing masks costs far more
-    out = torch.zeros((coefficients.shape[0], h, w), dtype=torch.bool, device=protos.device if dense else "cpu")
+    out = torch.zeros((coefficients.shape[0], h, w), dtype=torch.bool, device=protos.device)
     if coefficients.shape[0] == 0:
         return out
     logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw)
-    if reference_placement(geometry.orig_hw, geometry.input_hw) == geometry:
-        # The reference's crop: the smallest upsampling factor (1, 2 or 4) that puts the padding edges on
-        # whole pixels, the crop size rounded at that resolution.
-        gain = min(4 * mh / h, 4 * mw / w)
-        pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
-        factor = 4 // math.gcd(4, pad | pad // 2)
-        fh, fw = factor * mh, factor * mw
-        gain = min(fh / h, fw / w)
-        crop_h, crop_w = max(round(h * gain), 1), max(round(w * gain), 1)
-        top, left = round((fh - crop_h) / 2 - 0.1), round((fw - crop_w) / 2 - 0.1)
-    else:
-        # The reference would misplace this image (its short side rounded onto a multiple of 32): crop the
-        # true image area at input resolution instead.
-        factor, (fh, fw) = 4, geometry.input_hw
-        (crop_h, crop_w), top, left = geometry.resized_hw, geometry.top, geometry.left
-    if not dense:
-        _threshold_in_boxes(logits, factor, (top, left, crop_h, crop_w), boxes, out)
-        return out
+    factor, (fh, fw), (top, left, crop_h, crop_w) = _logit_crop(geometry, mh, mw)
     chunk = max(1, _MASK_CHUNK_PIXELS // (h * w + fh * fw))
     for start in range(0, logits.shape[0], chunk):
         part = logits[None, start : start + chunk]
@@ -140,28 +127,56 @@ def masks_full_resolution(
     return crop_masks_to_boxes(out, boxes)
 
 
-def _threshold_in_boxes(
-    logits: torch.Tensor, factor: int, crop: tuple[int, int, int, int], boxes: torch.Tensor, out: torch.Tensor
-) -> None:
-    """``out[k]`` = the reference's mask ``k`` inside box ``k`` (False outside), computed only inside the box.
+def _logit_crop(geometry: Letterbox, mh: int, mw: int) -> tuple[int, tuple[int, int], tuple[int, int, int, int]]:
+    """How the reference turns ``(mh, mw)`` prototype logits into the image area: the upsampling factor, the
+    upsampled size and the crop ``(top, left, crop_h, crop_w)`` taken from it."""
+    h, w = geometry.orig_hw
+    if reference_placement(geometry.orig_hw, geometry.input_hw) == geometry:
+        # The reference's crop: the smallest upsampling factor (1, 2 or 4) that puts the padding edges on
+        # whole pixels, the crop size rounded at that resolution.
+        gain = min(4 * mh / h, 4 * mw / w)
+        pad = (4 * mh - max(round(h * gain), 1)) | (4 * mw - max(round(w * gain), 1))
+        factor = 4 // math.gcd(4, pad | pad // 2)
+        fh, fw = factor * mh, factor * mw
+        gain = min(fh / h, fw / w)
+        crop_h, crop_w = max(round(h * gain), 1), max(round(w * gain), 1)
+        top, left = round((fh - crop_h) / 2 - 0.1), round((fw - crop_w) / 2 - 0.1)
+        return factor, (fh, fw), (top, left, crop_h, crop_w)
+    # The reference would misplace this image (its short side rounded onto a multiple of 32): crop the true
+    # image area at input resolution instead.
+    (crop_h, crop_w), top, left = geometry.resized_hw, geometry.top, geometry.left
+    return 4, geometry.input_hw, (top, left, crop_h, crop_w)
 
-    The reference upsamples the ``(K, h, w)`` prototype-resolution logits by ``factor`` (bilinear), crops
-    ``crop = (top, left, crop_h, crop_w)`` from that, resizes the crop to ``out``'s size (bilinear) and thresholds
-    at 0. Here the first upsampling runs only on the window of logits that box ``k`` reaches, with one source pixel
-    of margin so that no window edge clamps a tap the full image would not (same values, bit for bit), and the
-    second resize is a sign lookup (:func:`~fastsam.ops.sign_resize.upsample_positive`).
+
+def masks_in_windows(
+    protos: torch.Tensor, coefficients: torch.Tensor, boxes: torch.Tensor, geometry: Letterbox
+) -> WindowedMasks:
+    """The masks of :func:`masks_full_resolution`, computed and kept only inside each box (the CPU path).
+
+    The reference upsamples the ``(K, h, w)`` prototype-resolution logits, crops the image area, resizes the crop
+    to the original size (bilinear) and thresholds at 0, then zeroes everything outside the boxes. Here the first
+    upsampling runs only on the window of logits that box ``k`` reaches, with one source pixel of margin so that
+    no window edge clamps a tap the full image would not (same values, bit for bit), and the second resize is a
+    sign lookup (:func:`~fastsam.ops.sign_resize.upsample_positive`) over the box's pixels only.
+
+    Returns:
+        :class:`~fastsam.masks.WindowedMasks` with one window per box: its pixels ``ceil(x1) .. ceil(x2) - 1``
+        by ``ceil(y1) .. ceil(y2) - 1`` clipped to the image.
     """
-    top, left, crop_h, crop_w = crop
-    _, mh, mw = logits.shape
-    _, h, w = out.shape
+    m, mh, mw = protos.shape
+    h, w = geometry.orig_hw
     # pixel i is inside a box if x1 <= i < x2, i.e. columns ceil(x1) .. ceil(x2) - 1
     bounds = boxes.float().ceil().to(torch.int64).cpu()
     bounds[:, 0::2] = bounds[:, 0::2].clamp(0, w)
     bounds[:, 1::2] = bounds[:, 1::2].clamp(0, h)
-    logits = logits.float().cpu()
-    target = out.numpy()
+    bounds = torch.maximum(bounds, bounds[:, [0, 1, 0, 1]])  # an empty box gets an empty window, not a negative one
+    windows: list[np.ndarray] = []
+    if coefficients.shape[0]:
+        logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw).float().cpu()
+        factor, _, (top, left, crop_h, crop_w) = _logit_crop(geometry, mh, mw)
     for k, (xa, ya, xb, yb) in enumerate(bounds.tolist()):
         if xb <= xa or yb <= ya:
+            windows.append(np.zeros((yb - ya, xb - xa), dtype=bool))
             continue
         rows = linear_taps(ya, yb, crop_h / h, crop_h)
         cols = linear_taps(xa, xb, crop_w / w, crop_w)
@@ -176,7 +191,8 @@ def _threshold_in_boxes(
         dy, dx = top - pa * factor, left - qa * factor
         rows = (rows[0] + dy, rows[1] + dy, rows[2])
         cols = (cols[0] + dx, cols[1] + dx, cols[2])
-        target[k, ya:yb, xa:xb] = upsample_positive(window[0].numpy(), rows, cols)
+        windows.append(upsample_positive(window[0].numpy(), rows, cols))
+    return WindowedMasks(windows, bounds.numpy(), (h, w))
 
 
 def masks_input_resolution(
@@ -245,6 +261,7 @@ def postprocess(
     retina: bool = True,
     nc: int = 1,
     geometries: list[Letterbox] | None = None,
+    windows: bool = False,
 ) -> list[Detections]:
     """Turn a batch of raw outputs into per-image detections at original resolution.
 
@@ -257,13 +274,18 @@ def postprocess(
             then resized to the original (False; faster, coarser).
         geometries: the letterbox placement of each image (default: rebuilt from the shapes, which is exact
             for inputs made by :func:`fastsam.transforms.letterbox_geometry`).
+        windows: on a CPU with ``retina``, return the masks as :class:`~fastsam.masks.WindowedMasks` (each box's
+            window only; the same masks without laying out the ``(N, H, W)`` array).
     """
     results = []
     for i, orig_hw in enumerate(orig_hws):
         geometry = geometries[i] if geometries is not None else placement_from_shapes(orig_hw, input_hw)
         boxes_in, scores, classes, coefficients = select_detections(preds[i].float(), nc, conf, iou, max_det)
         boxes = scale_boxes_to_original(boxes_in, geometry)
-        if retina:
+        if retina and windows and protos.device.type == "cpu":
+            masks = masks_in_windows(protos[i], coefficients, boxes, geometry)
+            nonempty = torch.from_numpy(masks.any())
+        elif retina:
             masks = masks_full_resolution(protos[i], coefficients, boxes, geometry)
             nonempty = masks.flatten(1).any(1)
         else:
@@ -272,7 +294,9 @@ def postprocess(
             masks = input_masks_to_original(masks_in[nonempty], geometry)
         if not bool(nonempty.all()):
             boxes, scores, classes = boxes[nonempty], scores[nonempty], classes[nonempty]
-            if retina:
+            if isinstance(masks, WindowedMasks):
+                masks = masks.select(nonempty.numpy())
+            elif retina:
                 masks = masks[nonempty]
         boxes = fastsam_box_step(boxes, orig_hw)
         results.append(Detections(boxes, scores, masks, classes))

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastsam.masks import DeviceMasks, LazyMasks
 from fastsam.ops.rle import box_xyxy_to_xywh, mask_area, mask_to_polygons, mask_to_rle
-from fastsam.ops.rle_torch import mask_tensor_to_rle
 from fastsam.visualize import overlay, save_png
 
 
@@ -21,10 +21,11 @@ class SegmentationResult:
     """Masks found in one image.
 
     Attributes:
-        masks: ``(N, H, W)`` bool, at the original image resolution. It may be given as a torch tensor (results
-            of a CUDA model are): the tensor then stays where it is until ``masks`` is first read, and
-            :meth:`to_rle`, :meth:`to_sa1b`, :meth:`areas`, ``len`` and :meth:`select` work on it there, so
-            getting COCO RLE out of a GPU moves run boundaries, not whole masks. :meth:`to_host` moves it.
+        masks: ``(N, H, W)`` bool, at the original image resolution. Results made by :class:`fastsam.FastSAM`
+            hold their masks in a lighter form until ``masks`` is first read (box windows on a CPU, the tensor
+            itself on a GPU; see :mod:`fastsam.masks`), and :meth:`to_rle`, :meth:`to_sa1b`, :meth:`areas`,
+            ``len`` and :meth:`select` work on that form: getting COCO RLE out never lays out the full array.
+            A torch tensor given here is kept on its device that way. :meth:`to_host` makes the array now.
         boxes: ``(N, 4)`` float32, xyxy in pixels of the original image.
         scores: ``(N,)`` float32 confidence in [0, 1].
         image_size: ``(H, W)`` of the original image.
@@ -50,12 +51,12 @@ class SegmentationResult:
         return int(stored.shape[0]) if stored is not None else len(self.boxes)
 
     @property
-    def on_host(self) -> bool:
-        """Whether the masks are a numpy array (False while they are a tensor not yet read)."""
-        return self._masks is None or isinstance(self._masks, np.ndarray)
+    def masks_materialized(self) -> bool:
+        """Whether ``masks`` is already an ``(N, H, W)`` numpy array (rather than windows or a device tensor)."""
+        return not isinstance(self._masks, LazyMasks)
 
-    def to_host(self) -> SegmentationResult:
-        """Move tensor masks into a numpy array now (frees their device memory); returns ``self``."""
+    def materialize_masks(self) -> SegmentationResult:
+        """Lay the masks out as the numpy array now (frees device memory a tensor held); returns ``self``."""
         self.masks  # noqa: B018 (the property converts and keeps the array)
         return self
 
@@ -98,7 +99,7 @@ class SegmentationResult:
             if indices.dtype != np.bool_:
                 indices = indices.astype(np.intp).reshape(-1)
         return SegmentationResult(
-            masks=self.masks[indices] if self.on_host else self._masks[_torch_index(indices, self._masks.device)],
+            masks=self.masks[indices] if self.masks_materialized else self._masks.select(indices),
             boxes=self.boxes[indices],
             scores=self.scores[indices],
             image_size=self.image_size,
@@ -110,14 +111,14 @@ class SegmentationResult:
 
     def to_rle(self) -> list[dict[str, Any]]:
         """The masks as compressed COCO RLE dicts ``{"size": [H, W], "counts": str}``, one per mask."""
-        if not self.on_host:
-            return mask_tensor_to_rle(self._masks)
+        if not self.masks_materialized:
+            return self._masks.to_rle()
         return mask_to_rle(self.masks)
 
     def areas(self) -> np.ndarray:
         """``(N,)`` int64 pixel count of each mask."""
-        if not self.on_host:
-            return self._masks.flatten(1).sum(1).cpu().numpy().astype(np.int64)
+        if not self.masks_materialized:
+            return self._masks.areas()
         return mask_area(self.masks)
 
     def to_sa1b(self, image_id: int | None = None) -> dict[str, Any]:
@@ -216,22 +217,14 @@ class SegmentationResult:
 
 def _get_masks(self: SegmentationResult) -> np.ndarray:
     stored = self._masks
-    if stored is not None and not isinstance(stored, np.ndarray):  # a torch tensor: convert on first read
-        stored = self._masks = stored.cpu().numpy()
+    if isinstance(stored, LazyMasks):  # lay the array out on first read, and keep it
+        stored = self._masks = stored.numpy()
     return stored
 
 
 def _set_masks(self: SegmentationResult, value: Any) -> None:
-    self._masks = value
+    self._masks = DeviceMasks(value) if isinstance(value, torch.Tensor) else value
 
 
 # A property installed after the dataclass is built: the generated __init__, repr, eq and replace() go through it.
 SegmentationResult.masks = property(_get_masks, _set_masks, doc="``(N, H, W)`` bool masks (see the class docstring)")
-
-
-def _torch_index(indices: Any, device: Any) -> Any:
-    """A numpy-style first-axis index (slice, int list, bool or int array) as one a torch tensor accepts."""
-    if isinstance(indices, slice):
-        return indices
-    array = np.asarray(indices)
-    return torch.as_tensor(array if array.dtype == np.bool_ else array.astype(np.int64), device=device)

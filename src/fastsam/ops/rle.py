@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,37 +45,70 @@ def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
         decoded to ASCII so the dicts are JSON-serialisable. ``[]`` when ``N == 0``.
     """
     masks = _as_mask_stack(masks)
-    if masks.shape[0] == 0:
+    return _in_threads(masks.shape[0], lambda part: _encode(masks[part]))
+
+
+def windows_to_rle(
+    windows: Sequence[np.ndarray], bounds: np.ndarray, image_size: tuple[int, int]
+) -> list[dict[str, Any]]:
+    """Encode masks given by windows as compressed COCO RLE (equal to :func:`mask_to_rle` of the full masks).
+
+    Args:
+        windows: ``N`` bool arrays; mask ``k`` is ``windows[k]`` at rows ``y1:y2``, columns ``x1:x2`` of the image
+            and False elsewhere.
+        bounds: ``(N, 4)`` int ``x1, y1, x2, y2`` of each window (half-open pixel ranges inside the image).
+        image_size: ``(H, W)`` of the image.
+
+    Returns:
+        ``N`` dicts ``{"size": [H, W], "counts": str}``.
+    """
+    bounds = np.asarray(bounds, dtype=np.int64).reshape(-1, 4)
+    if len(windows) != len(bounds):
+        raise ValueError(f"{len(windows)} windows but {len(bounds)} bounds")
+    height, width = (int(v) for v in image_size)
+    return _in_threads(len(windows), lambda part: _encode_windows(windows[part], bounds[part], height, width))
+
+
+def _in_threads(n: int, encode: Callable[[slice], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``encode(part)`` over slices covering ``range(n)``, side by side for large stacks (numpy releases the GIL)."""
+    if n == 0:
         return []
-    threads = min(_RLE_THREADS, masks.shape[0] // 16)
-    if threads > 1:  # numpy releases the GIL for the run finding: encode slices of the stack side by side
-        parts = np.array_split(np.arange(masks.shape[0]), threads)
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastsam-rle") as pool:
-            return [rle for chunk in pool.map(lambda p: _encode(masks[p[0] : p[-1] + 1]), parts) for rle in chunk]
-    return _encode(masks)
+    threads = min(_RLE_THREADS, n // 16)
+    if threads <= 1:
+        return encode(slice(0, n))
+    edges = np.linspace(0, n, threads + 1).astype(int)
+    parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastsam-rle") as pool:
+        return [rle for chunk in pool.map(encode, parts) for rle in chunk]
 
 
 def _encode(masks: np.ndarray) -> list[dict[str, Any]]:
-    height, width = masks.shape[1:]
     boxes = mask_to_box(masks).astype(np.int64)
+    windows = [mask[y1:y2, x1:x2] for mask, (x1, y1, x2, y2) in zip(masks, boxes.tolist())]
+    return _encode_windows(windows, boxes, *masks.shape[1:])
+
+
+def _encode_windows(windows: Sequence[np.ndarray], bounds: np.ndarray, height: int, width: int) -> list[dict[str, Any]]:
     uncompressed = [
-        {"size": [int(height), int(width)], "counts": _column_major_runs(mask, box, height, width)}
-        for mask, box in zip(masks, boxes)
+        {"size": [height, width], "counts": _column_major_runs(window, x1, y1, height, width)}
+        for window, (x1, y1, _, _) in zip(windows, bounds.tolist())
     ]
-    encoded = mask_utils.frPyObjects(uncompressed, int(height), int(width))
-    return [{"size": [int(height), int(width)], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+    encoded = mask_utils.frPyObjects(uncompressed, height, width)
+    return [{"size": [height, width], "counts": rle["counts"].decode("ascii")} for rle in encoded]
 
 
-def _column_major_runs(mask: np.ndarray, box: np.ndarray, height: int, width: int) -> list[int]:
-    """Uncompressed COCO run lengths (alternating 0s and 1s, column-major) of a mask inside ``box`` xyxy."""
-    x1, y1, x2, y2 = (int(v) for v in box)
-    if x2 <= x1 or y2 <= y1:
+def _column_major_runs(window: np.ndarray, x1: int, y1: int, height: int, width: int) -> list[int]:
+    """Uncompressed COCO run lengths (alternating 0s and 1s, column-major) of a mask that is ``window`` at
+    ``(y1, x1)`` of a ``height x width`` image and False elsewhere."""
+    h, w = window.shape
+    if h == 0 or w == 0:
         return [height * width]
-    h = y2 - y1
-    padded = np.zeros((x2 - x1, h + 2), dtype=bool)  # one background row above and below each column
-    padded[:, 1:-1] = mask[y1:y2, x1:x2].T
+    padded = np.zeros((w, h + 2), dtype=bool)  # one background row above and below each column
+    padded[:, 1:-1] = window.T
     flat = padded.ravel()
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    if change.size == 0:  # an all-False window
+        return [height * width]
     pos = (x1 + change // (h + 2)) * height + (y1 + change % (h + 2) - 1)  # whole-image column-major index
     starts, ends = pos[0::2], pos[1::2]
     joined = ends[:-1] == starts[1:]  # a run that ends at the bottom and goes on at the top of the next column
