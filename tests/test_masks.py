@@ -84,3 +84,25 @@ def test_device_masks_match_numpy() -> None:
     assert np.array_equal(masks.select(masks.any()).numpy(), dense[1:])
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         DeviceMasks(torch.zeros(3, 4, dtype=torch.bool))
+
+
+@given(windowed_stacks(), st.booleans(), st.sampled_from([0.0, 0.4, 1.0]))
+@settings(max_examples=100, deadline=None)
+def test_overlay_from_windows_equals_overlay_from_the_array(
+    case: tuple[WindowedMasks, np.ndarray], contours: bool, alpha: float
+) -> None:
+    from fastsam.visualize import overlay
+
+    masks, dense = case
+    image = np.random.default_rng(len(dense)).integers(0, 256, (*dense.shape[1:], 3), dtype=np.uint8)
+    want = overlay(image, dense, alpha=alpha, contours=contours)
+    assert np.array_equal(overlay(image, masks, alpha=alpha, contours=contours), want)
+
+
+def test_render_of_a_predicted_result_does_not_lay_out_the_array(tiny_model, photo_path) -> None:
+    [result] = tiny_model.predict(photo_path, imgsz=256, conf=0.2)
+    picture = result.render(contours=True)
+    assert not result.masks_materialized and len(result) > 0
+    from fastsam.visualize import overlay
+
+    assert np.array_equal(picture, overlay(result.image, result.masks, contours=True))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastsam.masks import DeviceMasks, LazyMasks
+from fastsam.masks import DeviceMasks, LazyMasks, WindowedMasks
 from fastsam.ops.rle import box_xyxy_to_xywh, mask_area, mask_to_polygons, mask_to_rle
 from fastsam.visualize import overlay, save_png
 
@@ -204,8 +204,9 @@ class SegmentationResult:
                 "this SegmentationResult has no image to draw on (image is None); "
                 "keep the image when predicting or set result.image to the (H, W, 3) uint8 RGB array"
             )
+        masks = self._masks if isinstance(self._masks, WindowedMasks) else self.masks  # windows: no array needed
         return overlay(
-            self.image, self.masks, alpha=alpha, contours=contours, random_colors=random_colors, seed=seed
+            self.image, masks, alpha=alpha, contours=contours, random_colors=random_colors, seed=seed
         )
 
     def save_overlay(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fastsam.ops.rle import mask_area, mask_to_box
+from fastsam.masks import WindowedMasks
+from fastsam.ops.rle import mask_to_box
 
 FIXED_COLOR: tuple[int, int, int] = (30, 144, 255)
 """RGB colour of every mask when ``random_colors=False`` and no ``colors`` are given."""
@@ -63,18 +64,25 @@ def label_map(masks: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
         ``(H, W)`` int32: at each pixel the index (into ``masks``) of the smallest-area mask covering
         it (ties: the higher index wins), or -1 where no mask covers the pixel.
     """
-    n, height, width = masks.shape
-    labels = np.full((height, width), -1, dtype=np.int32)
-    if n == 0:
-        return labels
-    order = np.argsort(-mask_area(masks), kind="stable")  # largest first
-    int_boxes = (mask_to_box(masks) if boxes is None else np.asarray(boxes)).astype(np.intp)
-    for i in order:
-        x1, y1, x2, y2 = int_boxes[i]
-        if x2 <= x1:  # empty mask
-            continue
-        view = labels[y1:y2, x1:x2]
-        view[masks[i, y1:y2, x1:x2]] = i
+    return _label_map(*_windows(masks, boxes), masks.shape[1:])
+
+
+def _windows(masks: np.ndarray | WindowedMasks, boxes: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each mask's window (outside it the mask is False) and the window's ``(N, 4)`` int xyxy bounds: the windows
+    of :class:`~fastsam.masks.WindowedMasks` as they are, an array's masks cut to their tight boxes (views)."""
+    if isinstance(masks, WindowedMasks):
+        return masks.windows, masks.bounds
+    bounds = (mask_to_box(masks) if boxes is None else np.asarray(boxes)).astype(np.intp)
+    return [mask[y1:y2, x1:x2] for mask, (x1, y1, x2, y2) in zip(masks, bounds.tolist())], bounds
+
+
+def _label_map(windows: list[np.ndarray], bounds: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    labels = np.full(size, -1, dtype=np.int32)
+    areas = np.fromiter((np.count_nonzero(w) for w in windows), dtype=np.int64, count=len(windows))
+    for i in np.argsort(-areas, kind="stable"):  # largest first
+        x1, y1, x2, y2 = bounds[i]
+        if areas[i]:
+            labels[y1:y2, x1:x2][windows[i]] = i
     return labels
 
 
@@ -89,7 +97,7 @@ def _boundary(crop: np.ndarray) -> np.ndarray:
 
 def overlay(
     image: np.ndarray,
-    masks: np.ndarray,
+    masks: np.ndarray | WindowedMasks,
     colors: np.ndarray | None = None,
     alpha: float = 0.5,
     contours: bool = False,
@@ -105,7 +113,7 @@ def overlay(
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
-        masks: ``(N, H, W)`` bool at the image's resolution.
+        masks: ``(N, H, W)`` bool at the image's resolution, or the same as :class:`~fastsam.masks.WindowedMasks`.
         colors: ``(N, 3)`` (one per mask, in ``masks`` order) or ``(3,)`` RGB values in 0-255;
             default: see ``random_colors``.
         alpha: mask opacity in ``[0, 1]``; 0 leaves the image unchanged (except contours).
@@ -120,24 +128,26 @@ def overlay(
         New ``(H, W, 3)`` uint8 RGB array.
     """
     image = np.asarray(image)
-    masks = np.asarray(masks)
+    if not isinstance(masks, WindowedMasks):
+        masks = np.asarray(masks)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8; got shape {image.shape}, dtype {image.dtype}")
-    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+    if len(masks.shape) != 3 or tuple(masks.shape[1:]) != image.shape[:2]:
         raise ValueError(f"masks must have shape (N, {image.shape[0]}, {image.shape[1]}); got {masks.shape}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
-    masks = masks.astype(bool, copy=False)
+    if isinstance(masks, np.ndarray):
+        masks = masks.astype(bool, copy=False)
     n = masks.shape[0]
     palette = _resolve_colors(colors, n, seed, random_colors)
     if n == 0:
         return image.copy()
 
-    boxes = mask_to_box(masks)
+    windows, bounds = _windows(masks)
     if alpha == 0.0:
         out = image.copy()
     else:
-        labels = label_map(masks, boxes)
+        labels = _label_map(windows, bounds, image.shape[:2])
         # Row n of the scaled palette is zero, so label -1 picks it; those pixels are restored below.
         scaled = np.zeros((n + 1, 3), dtype=np.float32)
         scaled[:n] = palette.astype(np.float32) * alpha
@@ -150,13 +160,9 @@ def overlay(
 
     if contours:
         color = np.asarray(contour_color, dtype=np.uint8)
-        int_boxes = boxes.astype(np.intp)
-        for i in range(n):
-            x1, y1, x2, y2 = int_boxes[i]
-            if x2 <= x1:
-                continue
-            view = out[y1:y2, x1:x2]
-            view[_boundary(masks[i, y1:y2, x1:x2])] = color
+        for window, (x1, y1, x2, y2) in zip(windows, bounds.tolist()):
+            if window.size:
+                out[y1:y2, x1:x2][_boundary(window)] = color
     return out
 
 
