@@ -100,7 +100,11 @@ def main() -> None:
 
                     onnx_path = export_onnx(net, work / f"{scale}.onnx", imgsz=args.imgsz, dynamic=True)
                     ort_device = "tensorrt" if backend == "ort-trt" else "cuda"
-                    model = FastSAM(OnnxRuntimeNetwork(onnx_path, device=ort_device))
+                    network = OnnxRuntimeNetwork(onnx_path, device=ort_device)
+                    wanted = "TensorrtExecutionProvider" if backend == "ort-trt" else "CUDAExecutionProvider"
+                    if network.providers[0] != wanted:  # it fell back: a CPU number under a GPU label misleads
+                        raise RuntimeError(f"{wanted} not in this onnxruntime (would run on {network.providers[0]})")
+                    model = FastSAM(network)
             except Exception as err:  # a backend missing on this machine: say so, go on
                 rows.append({"scale": scale, "backend": backend, "error": f"{type(err).__name__}: {err}"[:200]})
                 continue
