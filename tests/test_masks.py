@@ -106,3 +106,33 @@ def test_render_of_a_predicted_result_does_not_lay_out_the_array(tiny_model, pho
     from fastsam.visualize import overlay
 
     assert np.array_equal(picture, overlay(result.image, result.masks, contours=True))
+
+
+@given(windowed_stacks())
+@settings(max_examples=100, deadline=None)
+def test_mask_index_from_windows_equals_the_index_of_the_array(case: tuple[WindowedMasks, np.ndarray]) -> None:
+    from fastsam.ops.mask_index import MaskIndex
+
+    masks, dense = case
+    ours = MaskIndex.from_windows(masks.windows, masks.bounds, masks.image_size)
+    ref = MaskIndex(dense)
+    assert ours.shape == ref.shape
+    for name in ("words", "integral", "areas", "bboxes"):
+        assert np.array_equal(getattr(ours, name), getattr(ref, name)), name
+
+
+def test_point_and_box_prompts_on_a_predicted_result_never_lay_out_the_array(tiny_model, photo_path) -> None:
+    """Prompts answer from the windowed index and lay out only the masks they return; the same answers as a
+    SegmentedImage over the laid-out array."""
+    from fastsam.predictor import SegmentedImage
+
+    [result] = tiny_model.predict(photo_path, imgsz=256, conf=0.2)
+    [twin] = tiny_model.predict(photo_path, imgsz=256, conf=0.2)
+    twin.materialize_masks()
+    lazy, eager = SegmentedImage(result), SegmentedImage(twin)
+    h, w = result.image_size
+    points, boxes = [[w // 2, h // 2], [w // 5, h // 3]], [[w // 4, h // 4, w // 2, h // 2]]
+    for ask in (lambda s: s.points(points, [1, 1]), lambda s: s.boxes(boxes), lambda s: s.points(points, [1, 0])):
+        a, b = ask(lazy), ask(eager)
+        assert np.array_equal(a.indices, b.indices) and np.array_equal(a.masks, b.masks)
+    assert not result.masks_materialized

@@ -47,7 +47,11 @@ class SegmentedImage:
     def index(self) -> MaskIndex:
         """The bit-packed index over the masks (built on first use)."""
         if self._index is None:
-            self._index = MaskIndex(self.result.masks)
+            held = self.result.mask_windows()
+            if held is not None:  # packed from the box windows: the (N, H, W) array is never made
+                self._index = MaskIndex.from_windows(held.windows, held.bounds, held.image_size)
+            else:
+                self._index = MaskIndex(self.result.masks)
         return self._index
 
     @property
@@ -190,7 +194,8 @@ class SegmentedImage:
         boxes = np.zeros((n, 4), dtype=np.float32)
         scores = np.zeros(n, dtype=np.float32)
         if len(self) and valid.any():
-            masks[valid] = r.masks[safe[valid]] if r.masks is not None else self.index.unpack(safe[valid])
+            released = r.masks_materialized and r.masks is None
+            masks[valid] = self.index.unpack(safe[valid]) if released else r.select(safe[valid]).masks
             boxes[valid] = r.boxes[safe[valid]]
             scores[valid] = r.scores[safe[valid]]
         return SegmentationResult(

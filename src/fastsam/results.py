@@ -55,6 +55,10 @@ class SegmentationResult:
         """Whether ``masks`` is already an ``(N, H, W)`` numpy array (rather than windows or a device tensor)."""
         return not isinstance(self._masks, LazyMasks)
 
+    def mask_windows(self) -> WindowedMasks | None:
+        """The box windows the masks are held as until first read (see :mod:`fastsam.masks`); None otherwise."""
+        return self._masks if isinstance(self._masks, WindowedMasks) else None
+
     def materialize_masks(self) -> SegmentationResult:
         """Lay the masks out as the numpy array now (frees device memory a tensor held); returns ``self``."""
         self.masks  # noqa: B018 (the property converts and keeps the array)
@@ -204,7 +208,8 @@ class SegmentationResult:
                 "this SegmentationResult has no image to draw on (image is None); "
                 "keep the image when predicting or set result.image to the (H, W, 3) uint8 RGB array"
             )
-        masks = self._masks if isinstance(self._masks, WindowedMasks) else self.masks  # windows: no array needed
+        windows = self.mask_windows()
+        masks = windows if windows is not None else self.masks  # windows: no array needed
         return overlay(
             self.image, masks, alpha=alpha, contours=contours, random_colors=random_colors, seed=seed
         )

@@ -8,6 +8,8 @@ box" costs O(1) per mask plus two partial words per row of the box: a few millis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .rle import mask_to_box
@@ -37,18 +39,50 @@ class MaskIndex:
         if masks.ndim != 3:
             raise ValueError(f"masks must be (N, H, W), got shape {masks.shape}")
         n, h, w = masks.shape
-        self.shape = (n, h, w)
         n_words = (w + _WORD - 1) // _WORD
         packed = np.packbits(masks, axis=2, bitorder="little")  # (N, H, ceil(W / 8)) uint8
         padded = np.zeros((n, h, n_words * 8), dtype=np.uint8)
         padded[:, :, : packed.shape[2]] = packed
-        self.words = padded.view("<u8")  # (N, H, n_words) uint64, bit i of word k = column 64 k + i
-        counts = _popcount64(self.words)  # (N, H, n_words)
-        integral = np.zeros((n, h + 1, n_words + 1), dtype=np.int64)
+        self._finish(padded.view("<u8"), (n, h, w), mask_to_box(masks).astype(np.int64))
+
+    @classmethod
+    def from_windows(cls, windows: Sequence[np.ndarray], bounds: np.ndarray, image_size: tuple[int, int]) -> MaskIndex:
+        """The index of masks given as windows, packing only the words each window covers (no ``(N, H, W)`` array).
+
+        Args:
+            windows: ``N`` bool arrays; mask ``k`` is ``windows[k]`` at rows ``y1:y2``, columns ``x1:x2`` and False
+                elsewhere.
+            bounds: ``(N, 4)`` int ``x1, y1, x2, y2`` of each window (half-open, inside the image).
+            image_size: ``(H, W)``.
+        """
+        bounds = np.asarray(bounds, dtype=np.int64).reshape(-1, 4)
+        n, (h, w) = len(windows), (int(image_size[0]), int(image_size[1]))
+        n_words = (w + _WORD - 1) // _WORD
+        words = np.zeros((n, h, n_words), dtype="<u8")
+        boxes = np.zeros((n, 4), dtype=np.int64)
+        for k, (window, (x1, y1, x2, y2)) in enumerate(zip(windows, bounds.tolist())):
+            rows, cols = np.flatnonzero(window.any(1)), np.flatnonzero(window.any(0))
+            if rows.size == 0:
+                continue
+            boxes[k] = (x1 + cols[0], y1 + rows[0], x1 + cols[-1] + 1, y1 + rows[-1] + 1)
+            k1, k2 = x1 // _WORD, (x2 - 1) // _WORD + 1  # the word columns the window touches
+            strip = np.zeros((y2 - y1, (k2 - k1) * _WORD), dtype=bool)
+            strip[:, x1 - k1 * _WORD : x2 - k1 * _WORD] = window
+            words[k, y1:y2, k1:k2] = np.packbits(strip, axis=1, bitorder="little").view("<u8")
+        index = cls.__new__(cls)
+        index._finish(words, (n, h, w), boxes)
+        return index
+
+    def _finish(self, words: np.ndarray, shape: tuple[int, int, int], bboxes: np.ndarray) -> None:
+        n, h, _ = shape
+        self.shape = shape
+        self.words = words  # (N, H, n_words) uint64, bit i of word k = column 64 k + i
+        counts = _popcount64(words)  # (N, H, n_words)
+        integral = np.zeros((n, h + 1, words.shape[2] + 1), dtype=np.int64)
         np.cumsum(np.cumsum(counts, axis=1), axis=2, out=integral[:, 1:, 1:])
         self.integral = integral
         self.areas = integral[:, -1, -1].copy()
-        self.bboxes = mask_to_box(masks).astype(np.int64)
+        self.bboxes = bboxes
 
     def __len__(self) -> int:
         return self.shape[0]
