@@ -25,7 +25,7 @@ class SegmentationResult:
             hold their masks in a lighter form until ``masks`` is first read (box windows on a CPU, the tensor
             itself on a GPU; see :mod:`fastsam.masks`), and :meth:`to_rle`, :meth:`to_sa1b`, :meth:`areas`,
             ``len`` and :meth:`select` work on that form: getting COCO RLE out never lays out the full array.
-            A torch tensor given here is kept on its device that way. :meth:`to_host` makes the array now.
+            A torch tensor given here is kept on its device that way. :meth:`materialize_masks` makes the array now.
         boxes: ``(N, 4)`` float32, xyxy in pixels of the original image.
         scores: ``(N,)`` float32 confidence in [0, 1].
         image_size: ``(H, W)`` of the original image.
