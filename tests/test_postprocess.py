@@ -52,3 +52,26 @@ def test_fast_masks_equal_dense_masks(orig_hw, imgsz) -> None:
     fast = masks_full_resolution(protos, coefficients, boxes, g, dense=False)
     assert fast.shape == dense.shape == (40, h, w)
     assert (fast != dense).sum() <= 2 and dense.any()
+
+
+@given(
+    n=st.integers(0, 1500),
+    max_det=st.integers(1, 400),
+    iou=st.floats(0.0, 1.0),
+    levels=st.sampled_from([3, 50, 0]),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=120, deadline=None)
+def test_nms_first_equals_torchvision_nms_head(n: int, max_det: int, iou: float, levels: int, seed: int) -> None:
+    """Stopping NMS after max_det kept boxes gives torchvision's first max_det, score ties (levels > 0) included."""
+    from torchvision.ops import nms
+
+    from fastsam.postprocess import nms_first
+
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=gen) * 300
+    boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=gen) * 80 + 1], 1)
+    scores = torch.rand(n, generator=gen)
+    if levels:
+        scores = (scores * levels).floor() / levels
+    assert torch.equal(nms_first(boxes, scores, iou, max_det), nms(boxes, scores, iou)[:max_det])
