@@ -89,11 +89,17 @@ def _encode(masks: np.ndarray) -> list[dict[str, Any]]:
 
 
 def _encode_windows(windows: Sequence[np.ndarray], bounds: np.ndarray, height: int, width: int) -> list[dict[str, Any]]:
-    uncompressed = [
-        {"size": [height, width], "counts": _column_major_runs(window, x1, y1, height, width)}
-        for window, (x1, y1, _, _) in zip(windows, bounds.tolist())
-    ]
-    encoded = mask_utils.frPyObjects(uncompressed, height, width)
+    runs = [_column_major_runs(window, x1, y1, height, width) for window, (x1, y1, _, _) in zip(windows, bounds.tolist())]
+    return compress_runs(runs, (height, width))
+
+
+def compress_runs(runs: Sequence[list[int]], image_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Compressed COCO RLE dicts ``{"size": [H, W], "counts": str}`` from uncompressed run lengths (column-major,
+    zeros first), one list per mask; pycocotools does the compression."""
+    height, width = (int(v) for v in image_size)
+    if not runs:
+        return []
+    encoded = mask_utils.frPyObjects([{"size": [height, width], "counts": r} for r in runs], height, width)
     return [{"size": [height, width], "counts": rle["counts"].decode("ascii")} for rle in encoded]
 
 

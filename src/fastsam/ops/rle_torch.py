@@ -2,7 +2,7 @@
 
 Moving full-resolution masks to the host costs more than making them on a GPU: 100 masks of a 3.4-megapixel
 photo are 340 MB of bool. :func:`mask_tensor_to_rle` finds the run boundaries on the tensor's device and moves
-only those (a few thousand integers per mask); pycocotools then compresses the run lengths on the host. The
+only those (a few thousand integers per mask); the run lengths are compressed on the host (:func:`fastsam.ops.rle.compress_runs`). The
 output is byte-identical to :func:`fastsam.ops.rle.mask_to_rle` of the same masks.
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
+
+from .rle import compress_runs
 
 _CHUNK_PIXELS = 1 << 28  # masks x pixels per step: bounds the two temporary (n, H * W) bool buffers to 256 MB each
 
@@ -38,9 +39,7 @@ def mask_tensor_to_rle(masks: torch.Tensor, chunk_pixels: int = _CHUNK_PIXELS) -
     counts: list[list[int]] = []
     for start in range(0, n, per_chunk):
         counts.extend(_run_lengths(masks[start : start + per_chunk], height, width))
-    uncompressed = [{"size": [height, width], "counts": c} for c in counts]
-    encoded = mask_utils.frPyObjects(uncompressed, height, width)
-    return [{"size": [height, width], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+    return compress_runs(counts, (height, width))
 
 
 def _run_lengths(masks: torch.Tensor, height: int, width: int) -> list[list[int]]:
