@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fastsam.masks import WindowedMasks
-from fastsam.ops.rle import mask_to_box
+from fastsam.ops.rle import mask_to_box, tight_windows
 from fastsam.predictor import SegmentedImage
 from fastsam.results import SegmentationResult
 
@@ -44,9 +44,8 @@ def make_result(n: int, size: int, seed: int = 0) -> SegmentationResult:
 
 def as_windows(result: SegmentationResult) -> SegmentationResult:
     """The same masks held as their tight-box windows (what ``FastSAM.predict`` returns on a CPU)."""
-    bounds = mask_to_box(result.masks).astype(np.int64)
-    windows = [m[y1:y2, x1:x2].copy() for m, (x1, y1, x2, y2) in zip(result.masks, bounds.tolist())]
-    masks = WindowedMasks(windows, bounds, result.image_size)
+    windows, bounds = tight_windows(result.masks)
+    masks = WindowedMasks([w.copy() for w in windows], bounds, result.image_size)
     return SegmentationResult(masks, result.boxes, result.scores, result.image_size)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from fastsam.masks import WindowedMasks
-from fastsam.ops.rle import mask_to_box
+from fastsam.ops.rle import tight_windows
 
 FIXED_COLOR: tuple[int, int, int] = (30, 144, 255)
 """RGB colour of every mask when ``random_colors=False`` and no ``colors`` are given."""
@@ -72,8 +72,7 @@ def _windows(masks: np.ndarray | WindowedMasks, boxes: np.ndarray | None = None)
     of :class:`~fastsam.masks.WindowedMasks` as they are, an array's masks cut to their tight boxes (views)."""
     if isinstance(masks, WindowedMasks):
         return masks.windows, masks.bounds
-    bounds = (mask_to_box(masks) if boxes is None else np.asarray(boxes)).astype(np.intp)
-    return [mask[y1:y2, x1:x2] for mask, (x1, y1, x2, y2) in zip(masks, bounds.tolist())], bounds
+    return tight_windows(masks, boxes)
 
 
 def _label_map(windows: list[np.ndarray], bounds: np.ndarray, size: tuple[int, int]) -> np.ndarray:

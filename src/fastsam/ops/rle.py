@@ -83,9 +83,22 @@ def _in_threads(n: int, encode: Callable[[slice], list[dict[str, Any]]]) -> list
 
 
 def _encode(masks: np.ndarray) -> list[dict[str, Any]]:
-    boxes = mask_to_box(masks).astype(np.int64)
-    windows = [mask[y1:y2, x1:x2] for mask, (x1, y1, x2, y2) in zip(masks, boxes.tolist())]
-    return _encode_windows(windows, boxes, *masks.shape[1:])
+    return _encode_windows(*tight_windows(masks), *masks.shape[1:])
+
+
+def tight_windows(masks: np.ndarray, boxes: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each mask cut to its tight bounding box.
+
+    Args:
+        masks: ``(N, H, W)`` bool.
+        boxes: their tight boxes if already known (as from :func:`mask_to_box`).
+
+    Returns:
+        ``N`` windows (views into ``masks``) and their ``(N, 4)`` int64 ``x1, y1, x2, y2`` bounds; an empty mask
+        gets an empty window.
+    """
+    bounds = (mask_to_box(masks) if boxes is None else np.asarray(boxes)).astype(np.int64).reshape(-1, 4)
+    return [mask[y1:y2, x1:x2] for mask, (x1, y1, x2, y2) in zip(masks, bounds.tolist())], bounds
 
 
 def _encode_windows(windows: Sequence[np.ndarray], bounds: np.ndarray, height: int, width: int) -> list[dict[str, Any]]:
