@@ -44,7 +44,7 @@ def tiny_model(tiny_weights: Path):
     """A FastSAM on CPU with the random-weight n network."""
     from fastsam.engine import FastSAM
 
-    return FastSAM(tiny_weights, device="cpu")
+    return FastSAM(tiny_weights, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 # Four photos whose letterboxed inputs at imgsz 320 all differ in shape (so batching cannot change the arithmetic).
 PHOTOS = ("segment-anything/dog.jpg", "segment-anything/dogs.jpg", "fastsam/cat.jpg", "fastsam/examples/sa_10039.jpg")
-SETTINGS = ["--imgsz", "320", "--max-det", "20", "--device", "cpu", "--quiet"]
+SETTINGS = ["--imgsz", "320", "--max-det", "20", "--device", "cpu", "--precision", "fp32", "--quiet"]
 
 
 @pytest.fixture(scope="module")

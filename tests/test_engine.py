@@ -105,7 +105,7 @@ def test_compiled_network_gives_the_same_masks(tiny_weights, tiny_model, photo_p
 
     from fastsam.engine import FastSAM
 
-    compiled = FastSAM(tiny_weights, device="cpu", compile="eager")
+    compiled = FastSAM(tiny_weights, device="cpu", compile="eager", precision="fp32")
     assert compiled.network.nc == tiny_model.network.nc
     [want] = tiny_model.predict(photo_path, imgsz=256, conf=0.2)
     [got] = compiled.predict(photo_path, imgsz=256, conf=0.2)
@@ -160,7 +160,7 @@ def test_cuda_results_keep_masks_on_the_gpu_and_encode_there(tiny_weights) -> No
     rles = second.to_rle()
     assert not second.masks_materialized and rles == first.to_rle() and len(rles) > 0
     np.testing.assert_array_equal(rle_to_mask(rles), second.masks)
-    [cpu] = FastSAM(tiny_weights, device="cpu").predict(image, imgsz=256, conf=0.2)
+    [cpu] = FastSAM(tiny_weights, device="cpu", precision="fp32").predict(image, imgsz=256, conf=0.2)
     assert len(cpu) == len(first)
     inter, union = (cpu.masks & first.masks).sum((1, 2)), (cpu.masks | first.masks).sum((1, 2))
     assert np.all(inter / np.maximum(union, 1) > 0.99)

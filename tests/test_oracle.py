@@ -122,7 +122,7 @@ OURS_WORKER = textwrap.dedent(
 
     def cmd_forward(weights, inputs_npz, out_path, unfused):
         data = np.load(inputs_npz)
-        engine = fastsam.engine.FastSAM(weights, device="cpu")
+        engine = fastsam.engine.FastSAM(weights, device="cpu", precision="fp32")
         out = {}
         n = int(data["n"])
         nets = {"": None}
@@ -165,7 +165,7 @@ OURS_WORKER = textwrap.dedent(
         np.savez_compressed(out_path, **out)
 
     def cmd_predict(weights, out_path, imgsz, conf, iou, max_det, retina, images):
-        engine = fastsam.engine.FastSAM(weights, device="cpu")
+        engine = fastsam.engine.FastSAM(weights, device="cpu", precision="fp32")
         out = {}
         arrays = [fastsam.io.load_image(p) for p in images]
         for i, arr in enumerate(arrays):

@@ -367,7 +367,7 @@ def test_end_to_end_with_our_pipeline(prompted, weights, photos):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        [ours] = FastSAM(weights, device="cpu").predict(str(photos[i]), imgsz=IMGSZ, retina=True, **SETTINGS)
+        [ours] = FastSAM(weights, device="cpu", precision="fp32").predict(str(photos[i]), imgsz=IMGSZ, retina=True, **SETTINGS)
     finally:
         torch.set_num_threads(threads)
     hw = tuple(int(v) for v in data[f"img{i}_orig_shape"])

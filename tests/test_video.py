@@ -138,7 +138,7 @@ def test_segment_video_writes_same_frames_and_per_frame_masks_equal_image_predic
     clip = tmp_path / "moving.mp4"
     write_clip(clip, 12, 96, 129)  # odd width: the output keeps it
     out = tmp_path / "out" / "seg.mp4"
-    code = main(["segment", str(clip), "--model", str(tiny_weights), "--device", "cpu", "--imgsz", "128", "--conf", "0.2",
+    code = main(["segment", str(clip), "--model", str(tiny_weights), "--device", "cpu", "--precision", "fp32", "--imgsz", "128", "--conf", "0.2",
                  "--out", str(out), "--format", "overlay,json", "--batch-size", "5", "--quiet"])
     assert code == 0
     assert "12 frame(s)" in capsys.readouterr().err

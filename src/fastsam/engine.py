@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -12,17 +13,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backends import OnnxRuntimeNetwork
+from .backends import OnnxRuntimeNetwork, OpenVINONetwork, detect_backend
 from .build import build_model_from_state_dict
 from .checkpoint import load_state_dict_from_file
 from .hub import resolve_weights
 from .io import load_image
 from .modeling import YOLOv8Seg
 from .postprocess import Detections, postprocess
+from .precision import DTYPES, PrecisionError, apply_precision, resolve_precision
 from .results import SegmentationResult
 from .transforms import Letterbox, letterbox_geometry, letterbox_image
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -58,11 +61,18 @@ class FastSAM:
         model: a named model (``"FastSAM-x"``, ``"FastSAM-s"``), a path to an official ``.pt`` checkpoint or to a
             ``.safetensors`` file written by ``fastsam convert``, or a loaded :class:`YOLOv8Seg`.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
-        half: run the network in float16 (default: on CUDA only; torch backend only).
-        backend: ``"torch"``, ``"onnxruntime"`` (``pip install 'fastsam[export]'``) or ``"auto"`` (ONNX Runtime
-            for ``.onnx`` files, else torch). A static ONNX model takes square inputs of its exported size
+        precision: ``"auto"`` (fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32), ``"fp32"`` (the
+            reference's masks exactly), ``"bf16"``, ``"fp16"`` or ``"int8"`` (an OpenVINO model quantised by
+            ``fastsam export --int8``). Reduced precision on the CPU is mixed: the head's outputs stay float32
+            (see :mod:`fastsam.precision`). ONNX Runtime runs the precision its file was exported in.
+        half: the older spelling: ``True`` is ``precision="fp16"``, ``False`` is ``"fp32"`` (overrides it).
+        backend: ``"torch"``, ``"onnxruntime"`` (``pip install 'fastsam[export]'``), ``"openvino"``
+            (``pip install 'fastsam[openvino]'``) or ``"auto"`` (ONNX Runtime for ``.onnx`` files, OpenVINO for
+            an IR folder or ``.xml``, else torch). A static ONNX model takes square inputs of its exported size
             (letterboxed with full padding; ``imgsz`` is then ignored).
-        threads: ONNX Runtime intra-op threads (default: its own choice).
+        threads: ONNX Runtime / OpenVINO inference threads (default: their own choice).
+        performance: OpenVINO's performance hint, ``"latency"`` (one image at a time, the default) or
+            ``"throughput"`` (several infer requests in flight: folders, batches, video).
         compile: compile the network with ``torch.compile`` (torch backend): True for the default backend
             (inductor: needs a C++ compiler on CPU, Triton on CUDA; the first call of each input shape takes
             seconds to minutes), or a ``torch.compile`` backend name. Default off.
@@ -76,34 +86,45 @@ class FastSAM:
 
     def __init__(
         self,
-        model: str | os.PathLike | YOLOv8Seg | OnnxRuntimeNetwork = "FastSAM-x",
+        model: str | os.PathLike | YOLOv8Seg | OnnxRuntimeNetwork | OpenVINONetwork = "FastSAM-x",
         device: str | torch.device | None = "auto",
         half: bool | None = None,
         backend: str = "auto",
         threads: int | None = None,
         compile: bool | str = False,
+        precision: str = "auto",
+        performance: str = "latency",
     ) -> None:
-        if backend not in ("auto", "torch", "onnxruntime"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if half is not None:
+            precision = "fp16" if half else "fp32"
         if backend == "auto":
-            onnx_file = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
-            backend = "onnxruntime" if onnx_file or isinstance(model, OnnxRuntimeNetwork) else "torch"
+            backend = detect_backend(model)
         self.backend = backend
-        if backend == "onnxruntime":
-            if not isinstance(model, OnnxRuntimeNetwork):
+        if backend in ("onnxruntime", "openvino"):
+            if backend == "onnxruntime" and not isinstance(model, OnnxRuntimeNetwork):
+                if precision not in ("auto", "fp32", "fp16"):
+                    raise PrecisionError(f"ONNX Runtime runs the precision of the exported file; {precision} is "
+                                         "not one (use --backend openvino or torch)")  # fmt: skip
                 model = OnnxRuntimeNetwork(model, device="auto" if device is None else device, threads=threads)
+            elif backend == "openvino" and not isinstance(model, OpenVINONetwork):
+                model = OpenVINONetwork(model, device=device, precision=precision, threads=threads,
+                                        performance=performance)  # fmt: skip
             self.network = model
             self.device = model.device  # outputs are moved here for post-processing
-            self.half = False
+            self.precision = getattr(model, "precision", "fp16" if getattr(model, "input_dtype", None) == np.float16 else "fp32")
+            self.input_dtype = torch.float32
             return
         self.device = select_device(device)
+        self.precision = resolve_precision(precision, self.device, "torch")
         if isinstance(model, YOLOv8Seg):
             self.network = model.eval().to(self.device)
         else:
             self.network = load_model(model, self.device)
-        self.half = self.device.type == "cuda" if half is None else half
-        if self.half:
-            self.network.half()
+        # On CUDA fp16 casts the whole network (the tested GPU path); on the CPU reduced precision is mixed.
+        apply_precision(self.network, self.precision, keep_float32=() if self.device.type == "cuda" else None)
+        self.input_dtype = DTYPES[self.precision]
         if self.device.type == "cpu":
             self.network = self.network.to(memory_format=torch.channels_last)
         if compile:
@@ -142,13 +163,18 @@ class FastSAM:
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the network on a ``(B, 3, H_in, W_in)`` float batch: ``(preds, protos)`` as float32."""
-        if self.backend == "onnxruntime":
+        if self.backend == "openvino" and self.network.performance == "throughput" and batch.shape[0] > 1:
+            # one infer request per image, all in flight: OpenVINO's streams run them side by side
+            waits = [self.network.start(batch[i : i + 1]) for i in range(batch.shape[0])]
+            outputs = [wait() for wait in waits]
+            return torch.cat([p for p, _ in outputs]), torch.cat([q for _, q in outputs])
+        if self.backend in ("onnxruntime", "openvino"):
             preds, protos = self.network(batch)
             return preds.to(self.device), protos.to(self.device)
         if self.device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
             batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously
         x = batch.to(self.device, non_blocking=True)
-        x = x.half() if self.half else x
+        x = x.to(self.input_dtype)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         preds, protos = self.network(x)
@@ -203,29 +229,69 @@ class FastSAM:
     def _predict_arrays(
         self, arrays: list[np.ndarray], names: list[str], imgsz: int, conf: float, iou: float, max_det: int, retina: bool
     ) -> list[SegmentationResult]:
+        return self.finish(self.forward_arrays(arrays, imgsz), arrays, names, conf, iou, max_det, retina)
+
+    @torch.inference_mode()
+    def forward_arrays(self, arrays: Sequence[np.ndarray], imgsz: int) -> list[Staged]:
+        """The network stage of :meth:`predict` for decoded RGB uint8 images: letterbox, group by input shape, run.
+
+        Returns one :class:`Staged` per input shape; :meth:`finish` turns them into results. Splitting the two lets
+        a pipeline post-process one batch in a thread while the network runs the next (both release the GIL).
+        """
         groups: dict[tuple[int, int], list[int]] = {}
         for index, array in enumerate(arrays):
             groups.setdefault(self.geometry(array.shape[:2], imgsz).input_hw, []).append(index)
-        out: list[SegmentationResult | None] = [None] * len(arrays)
+        staged = []
         for input_hw, indices in groups.items():
             batch, geometries = self.preprocess([arrays[i] for i in indices], imgsz)
             preds, protos = self.infer(batch)
+            staged.append(Staged(indices, input_hw, geometries, preds, protos))
+        return staged
+
+    @torch.inference_mode()
+    def finish(
+        self,
+        staged: Sequence[Staged],
+        arrays: Sequence[np.ndarray],
+        names: Sequence[str],
+        conf: float = 0.4,
+        iou: float = 0.9,
+        max_det: int = 300,
+        retina: bool = True,
+    ) -> list[SegmentationResult]:
+        """The post-processing stage of :meth:`predict` (NMS, masks, results), in input order."""
+        out: list[SegmentationResult | None] = [None] * len(arrays)
+        for stage in staged:
             detections = postprocess(
-                preds,
-                protos,
-                input_hw,
-                [g.orig_hw for g in geometries],
+                stage.preds,
+                stage.protos,
+                stage.input_hw,
+                [g.orig_hw for g in stage.geometries],
                 conf,
                 iou,
                 max_det,
                 retina,
                 self.network.nc,
-                geometries,
+                stage.geometries,
                 windows=True,
             )
-            for i, det in zip(indices, detections):
+            for i, det in zip(stage.indices, detections):
                 out[i] = to_result(det, arrays[i], names[i])
         return out  # type: ignore[return-value]
+
+
+@dataclass
+class Staged:
+    """Network outputs of the images at ``indices`` of a batch that share ``input_hw``.
+
+    ``preds (B, 4 + nc + 32, A)`` and ``protos (B, 32, H / 4, W / 4)``, float32, on the model's device.
+    """
+
+    indices: list[int]
+    input_hw: tuple[int, int]
+    geometries: list[Letterbox]
+    preds: torch.Tensor
+    protos: torch.Tensor
 
 
 def to_result(det: Detections, image: np.ndarray, file_name: str = "") -> SegmentationResult:

@@ -46,10 +46,16 @@ def segment_stream(
         model: the model; ``settings`` (imgsz, conf, iou, max_det, retina) go to :meth:`FastSAM.predict`.
         batch_size: images per forward pass.
         workers: decoding threads; up to ``2 * batch_size`` images are decoded ahead of the network.
+
+    Three stages overlap: decoding (``workers`` threads), the network (this thread) and post-processing (NMS,
+    masks; one more thread, which itself spreads per-mask work over the cores): while batch ``k`` is
+    post-processed, batch ``k + 1`` is in the network.
     """
     queue: deque[tuple[Path, Future]] = deque()
     items = iter(Path(p) for p in paths)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fastsam-decode") as pool:
+    imgsz = int(settings.pop("imgsz", 1024))  # type: ignore[call-overload]
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fastsam-decode") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-post") as post:  # fmt: skip
 
         def fill() -> None:
             while len(queue) < 2 * batch_size:
@@ -58,7 +64,29 @@ def segment_stream(
                     return
                 queue.append((path, pool.submit(loader, path)))
 
+        def finish(slots: list, images: list[np.ndarray], staged: list | str) -> list[Outcome]:
+            """The post-processing of one batch (in the ``post`` thread), as outcomes in input order."""
+            failure = staged if isinstance(staged, str) else None
+            results: list[SegmentationResult] = []
+            if failure is None and images:
+                try:
+                    results = model.finish(staged, images, [p.name for p, x in slots if not isinstance(x, Outcome)],
+                                           **settings)  # fmt: skip
+                except (ValueError, RuntimeError) as err:
+                    failure = f"{type(err).__name__}: {err}"
+            produced = iter(results)
+            outcomes = []
+            for path, item in slots:
+                if isinstance(item, Outcome):
+                    outcomes.append(item)
+                elif failure is not None:
+                    outcomes.append(Outcome(path, error=failure, stage="segment"))
+                else:
+                    outcomes.append(Outcome(path, result=next(produced)))
+            return outcomes
+
         fill()
+        pending: Future | None = None
         while queue:
             # Take inputs in order until the batch holds batch_size decoded images; failures keep their place.
             slots: list[tuple[Path, np.ndarray | Outcome]] = []
@@ -70,20 +98,14 @@ def segment_stream(
                     slots.append((path, Outcome(path, error=str(err), stage="load")))
                 fill()
             images = [x for _, x in slots if not isinstance(x, Outcome)]
-            results: list[SegmentationResult] = []
-            failure: str | None = None
+            staged: list | str = []
             if images:
-                try:
-                    results = model.predict(images, batch_size=batch_size, **settings)
+                try:  # the network runs here while the previous batch is post-processed in the post thread
+                    staged = model.forward_arrays(images, imgsz)
                 except (ValueError, RuntimeError) as err:  # e.g. out of memory: report the batch, go on
-                    failure = f"{type(err).__name__}: {err}"
-            produced = iter(results)
-            for path, item in slots:
-                if isinstance(item, Outcome):
-                    yield item
-                elif failure is not None:
-                    yield Outcome(path, error=failure, stage="segment")
-                else:
-                    result = next(produced)
-                    result.file_name = path.name
-                    yield Outcome(path, result=result)
+                    staged = f"{type(err).__name__}: {err}"
+            if pending is not None:
+                yield from pending.result()
+            pending = post.submit(finish, slots, images, staged)
+        if pending is not None:
+            yield from pending.result()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, nms
 
 from .masks import WindowedMasks
+from .ops.parallel import map_slices
 from .ops.boxes import box_xywh_to_xyxy, crop_masks_to_boxes, scale_boxes_to_original
 from .ops.sign_resize import linear_taps, upsample_positive
 from .transforms import Letterbox, letterbox_geometry
@@ -195,28 +196,36 @@ def masks_in_windows(
     bounds[:, 0::2] = bounds[:, 0::2].clamp(0, w)
     bounds[:, 1::2] = bounds[:, 1::2].clamp(0, h)
     bounds = torch.maximum(bounds, bounds[:, [0, 1, 0, 1]])  # an empty box gets an empty window, not a negative one
-    windows: list[np.ndarray] = []
-    if coefficients.shape[0]:
-        logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw).float().cpu()
-        factor, _, (top, left, crop_h, crop_w) = _logit_crop(geometry, mh, mw)
-    for k, (xa, ya, xb, yb) in enumerate(bounds.tolist()):
-        if xb <= xa or yb <= ya:
-            windows.append(np.zeros((yb - ya, xb - xa), dtype=bool))
-            continue
-        rows = linear_taps(ya, yb, crop_h / h, crop_h)
-        cols = linear_taps(xa, xb, crop_w / w, crop_w)
-        # the taps' span in the upsampled logits, and the logits window (with margin) that produces it
-        ua, ub = top + int(rows[0][0]), top + int(rows[1][-1])
-        va, vb = left + int(cols[0][0]), left + int(cols[1][-1])
-        pa, pb = max(0, ua // factor - 1), min(mh, ub // factor + 2)
-        qa, qb = max(0, va // factor - 1), min(mw, vb // factor + 2)
-        window = logits[k : k + 1, pa:pb, qa:qb]
-        if factor > 1:
-            window = F.interpolate(window[None], scale_factor=factor, mode="bilinear")[0]
-        dy, dx = top - pa * factor, left - qa * factor
-        rows = (rows[0] + dy, rows[1] + dy, rows[2])
-        cols = (cols[0] + dx, cols[1] + dx, cols[2])
-        windows.append(upsample_positive(window[0].numpy(), rows, cols))
+    if not coefficients.shape[0]:
+        return WindowedMasks([], bounds.numpy(), (h, w))
+    logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw).float().cpu()
+    factor, _, (top, left, crop_h, crop_w) = _logit_crop(geometry, mh, mw)
+    boxes_list = bounds.tolist()
+
+    def window_masks(part: slice) -> list[np.ndarray]:
+        out = []
+        for k in range(part.start, part.stop):
+            xa, ya, xb, yb = boxes_list[k]
+            if xb <= xa or yb <= ya:
+                out.append(np.zeros((yb - ya, xb - xa), dtype=bool))
+                continue
+            rows = linear_taps(ya, yb, crop_h / h, crop_h)
+            cols = linear_taps(xa, xb, crop_w / w, crop_w)
+            # the taps' span in the upsampled logits, and the logits window (with margin) that produces it
+            ua, ub = top + int(rows[0][0]), top + int(rows[1][-1])
+            va, vb = left + int(cols[0][0]), left + int(cols[1][-1])
+            pa, pb = max(0, ua // factor - 1), min(mh, ub // factor + 2)
+            qa, qb = max(0, va // factor - 1), min(mw, vb // factor + 2)
+            window = logits[k : k + 1, pa:pb, qa:qb]
+            if factor > 1:
+                window = F.interpolate(window[None], scale_factor=factor, mode="bilinear")[0]
+            dy, dx = top - pa * factor, left - qa * factor
+            rows = (rows[0] + dy, rows[1] + dy, rows[2])
+            cols = (cols[0] + dx, cols[1] + dx, cols[2])
+            out.append(upsample_positive(window[0].numpy(), rows, cols))
+        return out
+
+    windows = map_slices(len(boxes_list), window_masks, name="fastsam-masks")  # numpy/torch release the GIL
     return WindowedMasks(windows, bounds.numpy(), (h, w))
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import FastSAMError
+from ..metadata import STRIDE, parse_metadata
 
-STRIDE = 32
 _INSTALL_HINT = "pip install 'fastsam[export]'"
 
 
@@ -81,8 +81,6 @@ class OnnxRuntimeNetwork:
         threads: int | None = None,
     ) -> None:
         ort = _require_onnxruntime()
-        from ..export.onnx import parse_metadata
-
         self.path = Path(path)
         if not self.path.is_file():
             raise BackendError(f"ONNX model not found: {self.path}")

@@ -22,13 +22,14 @@ class ModelPayload:
 
 
 def pack_model(model: str | os.PathLike[str]) -> ModelPayload:
-    """Read a named model, ``.pt`` or ``.safetensors`` file into a payload (an ``.onnx`` path is kept as a path).
+    """Read a named model, ``.pt`` or ``.safetensors`` file into a payload (an ``.onnx`` file or an OpenVINO folder
+    is kept as a path).
 
     Raises:
         WeightsNotFoundError, CheckpointError: the weights cannot be found or read.
     """
     text = os.fspath(model)
-    if text.lower().endswith(".onnx"):
+    if text.lower().endswith((".onnx", ".xml")) or os.path.isdir(text):  # ONNX file, OpenVINO folder
         return ModelPayload(path=os.path.abspath(text))
     from safetensors.torch import save
 
@@ -45,13 +46,15 @@ def unpack_model(
     half: bool | None = None,
     backend: str = "auto",
     compile: bool | str = False,
+    precision: str = "auto",
 ) -> FastSAM:
     """Build the :class:`FastSAM` a payload describes, on ``device`` (``"auto"``: CUDA if this worker has one).
 
-    ``backend`` applies to a shipped path (an ONNX file); shipped weights always run on torch, compiled with
+    ``backend`` applies to a shipped path (an ONNX file or OpenVINO folder); shipped weights always run on torch, compiled with
     ``torch.compile`` when ``compile`` is set (see :class:`FastSAM`).
     """
-    options = {"compile": compile} if compile else {}
+    options: dict = {"compile": compile} if compile else {}
+    options["precision"] = precision
     if payload.path is not None:
         return FastSAM(payload.path, device=device, half=half, backend=backend, **options)
     if payload.weights is None:

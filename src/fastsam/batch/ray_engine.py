@@ -106,6 +106,7 @@ def run_ray(
     memory_per_worker: float | None = None,
     device: str | None = "auto",
     half: bool | None = None,
+    precision: str = "auto",
     threads: int | None = None,
     backend: str = "auto",
     compile: bool | str = False,
@@ -124,7 +125,7 @@ def run_ray(
         workers: reading/decoding threads in each actor.
         num_gpus_per_worker, num_cpus_per_worker, concurrency: actor sizing (see :func:`plan_workers`).
         memory_per_worker: bytes of memory Ray reserves for each actor (None: no reservation).
-        device, half, backend, compile: where and how each actor runs its model (``"auto"``: its GPU if it has
+        device, half, precision, backend, compile: where and how each actor runs its model (``"auto"``: its GPU if it has
             one; see :func:`fastsam.batch.payload.unpack_model`).
         threads: torch threads per actor (default: ``num_cpus_per_worker`` rounded down, at least 1).
         progress: Ray Data progress bars.
@@ -146,6 +147,7 @@ def run_ray(
         "settings": dict(settings),
         "device": device,
         "half": half,
+        "precision": precision,
         "batch_size": batch_size,
         "workers": workers,
         "threads": threads if threads is not None else max(1, int(num_cpus_per_worker)),

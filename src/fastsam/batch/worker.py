@@ -55,7 +55,8 @@ class SegmentWorker:
         model: a :class:`ModelPayload` (or a Ray object reference to one), or a ready :class:`FastSAM`.
         settings: keyword arguments of :meth:`FastSAM.predict` (imgsz, conf, iou, max_det, retina).
         device: ``"auto"`` (the GPU Ray gave this actor, else CPU), ``"cpu"``, ``"cuda"``, ...
-        half: float16 network (default: on CUDA only).
+        half: the older spelling of ``precision`` (True: fp16, False: fp32).
+        precision: network precision (see :class:`FastSAM`; ``auto``: fp16 on CUDA, bf16 on CPUs with it).
         batch_size: images per forward pass.
         workers: image reading/decoding threads.
         threads: torch intra-op threads (default: torch's choice, which Ray sets to the actor's CPUs).
@@ -73,6 +74,7 @@ class SegmentWorker:
         threads: int | None = None,
         backend: str = "auto",
         compile: bool | str = False,
+        precision: str = "auto",
     ) -> None:
         import torch
 
@@ -83,7 +85,8 @@ class SegmentWorker:
 
             model = ray.get(model)
         if not isinstance(model, FastSAM):
-            model = unpack_model(model, device=device, half=half, backend=backend, compile=compile)
+            model = unpack_model(model, device=device, half=half, backend=backend, compile=compile,
+                                 precision=precision)  # fmt: skip
         self.model = model
         self.settings = dict(settings)
         self.batch_size, self.workers = batch_size, workers

@@ -140,6 +140,7 @@ def _run_ray(args: argparse.Namespace, todo: list[str], settings: dict, common: 
             todo, args.output, payload, settings, **common,
             num_gpus_per_worker=args.num_gpus_per_worker, num_cpus_per_worker=args.num_cpus_per_worker,
             concurrency=args.concurrency, memory_per_worker=memory, device=args.device, half=args.half,
+            precision=args.precision,
             threads=args.threads, backend=getattr(args, "backend", "auto"), compile=getattr(args, "compile", False),
         )  # fmt: skip
     finally:

@@ -10,25 +10,45 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         default="FastSAM-x",
-        help="FastSAM-x, FastSAM-s (downloaded on first use), or a path to a .pt or .safetensors file "
-        "(default: %(default)s)",
+        help="FastSAM-x, FastSAM-s (downloaded on first use), or a path to a .pt, .safetensors or .onnx file or an "
+        "OpenVINO folder (default: %(default)s)",
     )
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: %(default)s)")
+    add_precision_option(group)
     group.add_argument(
-        "--half", action=argparse.BooleanOptionalAction, default=None, help="float16 network (default: on CUDA only)"
-    )
+        "--half", action=argparse.BooleanOptionalAction, default=None,
+        help="older spelling: --half is --precision fp16, --no-half is --precision fp32",
+    )  # fmt: skip
     group.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnxruntime"),
+        choices=("auto", "torch", "onnxruntime", "openvino"),
         default="auto",
-        help="network runtime: auto (ONNX Runtime for .onnx files, else PyTorch) (default: %(default)s)",
+        help="network runtime: auto (ONNX Runtime for .onnx files, OpenVINO for an IR folder or .xml, else "
+        "PyTorch) (default: %(default)s)",
     )
+    group.add_argument(
+        "--performance", choices=("latency", "throughput"), default="latency",
+        help="OpenVINO's performance hint: latency (each image uses every core) or throughput (with --batch-size N, "
+        "N images in flight on parallel streams) (default: %(default)s)",
+    )  # fmt: skip
     group.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the network (faster on GPUs after a slow first batch per input shape; needs a C++ "
         "compiler on CPU, Triton on CUDA)",
     )
+
+
+PRECISION_HELP = (
+    "network precision: auto (fp16 on CUDA, bf16 on CPUs with native bfloat16 such as AMX/AVX512-BF16, else fp32), "
+    "fp32 (the reference's masks exactly), bf16, fp16, int8 (an OpenVINO model exported with --int8) "
+    "(default: %(default)s)"
+)
+
+
+def add_precision_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto",
+                        help=PRECISION_HELP)  # fmt: skip
 
 
 def model_from_args(args: argparse.Namespace):  # -> fastsam.engine.FastSAM (imported lazily: fast --help)
@@ -39,8 +59,10 @@ def model_from_args(args: argparse.Namespace):  # -> fastsam.engine.FastSAM (imp
         args.model,
         device=args.device,
         half=args.half,
+        precision=getattr(args, "precision", "auto"),
         backend=getattr(args, "backend", "auto"),
         compile=getattr(args, "compile", False),
+        performance=getattr(args, "performance", "latency"),
     )
 
 

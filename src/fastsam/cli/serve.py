@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_debug_option
+from .common import add_debug_option, add_precision_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    parser.add_argument("--model", default="FastSAM-x", help="model name or weights path (default: %(default)s)")
+    parser.add_argument("--model", default="FastSAM-x", help="model name, weights path, .onnx file or OpenVINO "
+                        "folder (default: %(default)s)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: %(default)s)")
+    add_precision_option(parser)
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, width x height (default: %(default)s)")
     parser.add_argument("--max-queue", type=int, default=16, help="images waiting at most before 503 (default: %(default)s)")
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         model=args.model,
         device=args.device,
+        precision=args.precision,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,

@@ -5,8 +5,8 @@ two outputs of :meth:`fastsam.modeling.YOLOv8Seg.forward`: ``preds (B, 4 + nc + 
 scores after sigmoid, mask coefficients) and ``protos (B, 32, H / 4, W / 4)``. Anchors are computed in-graph from
 the feature-map shapes, so dynamic models give correct boxes at every input size.
 
-The ONNX ``metadata_props`` record what a runtime needs (see :data:`METADATA_KEYS`); :func:`parse_metadata`
-turns them back into Python values.
+The ONNX ``metadata_props`` record what a runtime needs (:mod:`fastsam.metadata`); :func:`read_metadata` turns
+them back into Python values.
 """
 
 from __future__ import annotations
@@ -20,18 +20,15 @@ from typing import Any, Literal
 
 import torch
 
-from ..build import SCALES
 from ..errors import FastSAMError
+from ..metadata import STRIDE, network_metadata, parse_metadata, to_text
 from ..modeling import YOLOv8Seg
 from ..modeling.head import make_anchors
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("preds", "protos")
-STRIDE = 32
 DEFAULT_OPSET_TORCHSCRIPT = 17  # supported by torch >= 2.1, TensorRT >= 8.6 and every maintained ONNX Runtime
 MIN_OPSET_DYNAMO = 18  # the torch.export-based exporter implements nothing older (it down-converts, badly)
-METADATA_KEYS = ("format", "format_version", "scale", "nc", "reg_max", "num_masks", "imgsz", "batch", "dynamic",
-                 "stride", "half", "opset", "exporter", "fastsam_version", "torch_version")  # fmt: skip
 Exporter = Literal["auto", "torchscript", "dynamo"]
 
 
@@ -47,14 +44,6 @@ def _require_onnx() -> Any:
     return onnx
 
 
-def scale_of(model: YOLOv8Seg) -> str:
-    """The YOLOv8 scale letter (``n s m l x``) whose widths and depths ``model`` has, or ``"custom"``."""
-    for name, spec in SCALES.items():
-        if tuple(model.channels) == spec.channels() and tuple(model.depths) == spec.depths():
-            return name
-    return "custom"
-
-
 def _has_dynamo_flag() -> bool:
     """Whether ``torch.onnx.export`` takes ``dynamo=`` (torch >= 2.5); older versions only have TorchScript."""
     return "dynamo" in inspect.signature(torch.onnx.export).parameters
@@ -68,10 +57,11 @@ def _export_anchors(head: Any) -> Any:
     anchor cache, so the graph always derives anchors from the (possibly dynamic) feature-map shapes.
     """
 
-    def anchors(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def anchors(feats: list[torch.Tensor], dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         sizes = [(f.shape[2], f.shape[3]) for f in feats]
         points, strides = make_anchors(sizes, head.strides, feats[0].device, torch.float32)
-        return points.to(feats[0].dtype), strides.to(feats[0].dtype)
+        dtype = feats[0].dtype if dtype is None else dtype
+        return points.to(dtype), strides.to(dtype)
 
     return anchors
 
@@ -203,27 +193,14 @@ def export_onnx(
 
     proto = onnx.load(str(path))
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset or 0)
-    metadata = {
-        "format": "fastsam-onnx",
-        "format_version": "1",
-        "scale": scale_of(model),
-        "nc": model.nc,
-        "reg_max": model.reg_max,
-        "num_masks": model.head.num_masks,
-        "imgsz": imgsz,
-        "batch": batch,
-        "dynamic": dynamic,
-        "stride": STRIDE,
-        "half": half,
-        "opset": opset_used,
-        "exporter": used,
-        "fastsam_version": _fastsam_version(),
-        "torch_version": torch.__version__,
-    }
+    metadata = network_metadata(
+        model, format="fastsam-onnx", format_version="1", imgsz=imgsz, batch=batch, dynamic=dynamic, half=half,
+        precision="fp16" if half else "fp32", opset=opset_used, exporter=used,
+    )
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, _to_text(value)
+        entry.key, entry.value = key, to_text(value)
     proto.producer_name = "fastsam"
     shape = "dynamic batch, height, width" if dynamic else f"{batch}x3x{imgsz}x{imgsz}"
     proto.doc_string = f"FastSAM YOLOv8-seg-{metadata['scale']} ({shape})"
@@ -235,37 +212,8 @@ def export_onnx(
     return path
 
 
-def _to_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """Typed values of the metadata :func:`export_onnx` writes (unknown keys are kept as strings)."""
-    ints = {"nc", "reg_max", "num_masks", "imgsz", "batch", "stride", "opset"}
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        if key in ints:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                out[key] = value
-        elif key in ("dynamic", "half"):
-            out[key] = value.strip().lower() in ("1", "true", "yes")
-        else:
-            out[key] = value
-    return out
-
-
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed fastsam metadata of an ONNX file (empty for ONNX files written by other tools)."""
     onnx = _require_onnx()
     proto = onnx.load(str(path), load_external_data=False)
     return parse_metadata({p.key: p.value for p in proto.metadata_props})
-
-
-def _fastsam_version() -> str:
-    from .. import __version__
-
-    return str(__version__)

@@ -116,20 +116,27 @@ class SegmentHead(nn.Module):
         coef = torch.cat([m(f).view(b, self.num_masks, -1) for m, f in zip(self.cv4, feats)], 2)
         return box, cls, coef, self.proto(feats[0])
 
-    def anchors(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchor points ``(2, A)`` (stride units) and strides ``(1, A)`` for these feature maps (cached)."""
-        key = (tuple(tuple(f.shape[2:]) for f in feats), feats[0].device, feats[0].dtype)
+    def anchors(
+        self, feats: list[torch.Tensor], dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anchor points ``(2, A)`` (stride units) and strides ``(1, A)`` for these feature maps (cached), in
+        ``dtype`` (default: the features')."""
+        dtype = feats[0].dtype if dtype is None else dtype
+        key = (tuple(tuple(f.shape[2:]) for f in feats), feats[0].device, dtype)
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or self._anchor_cache is None or self._anchor_cache[0] != key:
-            points, strides = make_anchors([tuple(f.shape[2:]) for f in feats], self.strides, feats[0].device, feats[0].dtype)
+            points, strides = make_anchors([tuple(f.shape[2:]) for f in feats], self.strides, feats[0].device, dtype)
             if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
                 return points, strides
             self._anchor_cache = (key, points, strides)
         return self._anchor_cache[1], self._anchor_cache[2]
 
     def decode_boxes(self, box_logits: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        """``(B, 4 * reg_max, A)`` logits -> ``(B, 4, A)`` boxes as centre x, y, width, height in input pixels."""
-        points, strides = self.anchors(feats)
+        """``(B, 4 * reg_max, A)`` logits -> ``(B, 4, A)`` boxes as centre x, y, width, height in input pixels.
+
+        Computed in the dtype of the DFL's output (float32 when the DFL is kept in float32 under mixed precision:
+        bfloat16 anchors would round a 1024 px grid to 4 px steps)."""
         dist = self.dfl(box_logits)
+        points, strides = self.anchors(feats, dist.dtype)
         left_top, right_bottom = dist.chunk(2, 1)
         x1y1 = points - left_top
         x2y2 = points + right_bottom

@@ -10,17 +10,16 @@ Pure numpy functions (plus pycocotools for RLE and contourpy for polygons). Conv
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from contourpy import LineType, contour_generator
 from pycocotools import mask as mask_utils
 
-_RLE_THREADS = min(4, os.cpu_count() or 1)  # encoding threads for large stacks (>= 32 masks)
+from .parallel import map_slices
+
 
 def _as_mask_stack(masks: np.ndarray) -> np.ndarray:
     """Validate an ``(N, H, W)`` mask stack and return it as bool."""
@@ -45,7 +44,7 @@ def mask_to_rle(masks: np.ndarray) -> list[dict[str, Any]]:
         decoded to ASCII so the dicts are JSON-serialisable. ``[]`` when ``N == 0``.
     """
     masks = _as_mask_stack(masks)
-    return _in_threads(masks.shape[0], lambda part: _encode(masks[part]))
+    return map_slices(masks.shape[0], lambda part: _encode(masks[part]))
 
 
 def windows_to_rle(
@@ -66,20 +65,7 @@ def windows_to_rle(
     if len(windows) != len(bounds):
         raise ValueError(f"{len(windows)} windows but {len(bounds)} bounds")
     height, width = (int(v) for v in image_size)
-    return _in_threads(len(windows), lambda part: _encode_windows(windows[part], bounds[part], height, width))
-
-
-def _in_threads(n: int, encode: Callable[[slice], list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """``encode(part)`` over slices covering ``range(n)``, side by side for large stacks (numpy releases the GIL)."""
-    if n == 0:
-        return []
-    threads = min(_RLE_THREADS, n // 16)
-    if threads <= 1:
-        return encode(slice(0, n))
-    edges = np.linspace(0, n, threads + 1).astype(int)
-    parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastsam-rle") as pool:
-        return [rle for chunk in pool.map(encode, parts) for rle in chunk]
+    return map_slices(len(windows), lambda part: _encode_windows(windows[part], bounds[part], height, width))
 
 
 def _encode(masks: np.ndarray) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import time
 import uuid
@@ -40,6 +41,7 @@ class ServerConfig:
     Attributes:
         model: model name or weights path (ignored when a loaded model is given to :func:`create_app`).
         device: torch device or ``"auto"``.
+        precision: network precision (``auto``, ``fp32``, ``bf16``, ``fp16``, ``int8``; see :class:`FastSAM`).
         max_upload_bytes: largest accepted upload.
         max_pixels: largest accepted image (width x height); larger ones are refused before decoding.
         max_queue: images waiting for the network at most; more get 503 with Retry-After.
@@ -50,6 +52,7 @@ class ServerConfig:
 
     model: str = "FastSAM-x"
     device: str = "auto"
+    precision: str = "auto"
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_queue: int = 16
@@ -99,7 +102,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loaded = model if model is not None else await run_in_threadpool(FastSAM, config.model, config.device)
+        loaded = model if model is not None else await run_in_threadpool(
+            functools.partial(FastSAM, config.model, config.device, precision=config.precision)
+        )
         worker = InferenceWorker(loaded, max_queue=config.max_queue, max_batch=config.max_batch)
         worker.start()
         state["worker"] = worker
@@ -148,6 +153,7 @@ def create_app(
             ready=w is not None,
             model=state["model_name"] if model is None else "custom",
             device=str(w.model.device) if w else "",
+            precision=w.model.precision if w else "",
             queued=w.pending if w else 0,
             cached_images=len(cache),
             cache_bytes=cache.nbytes,

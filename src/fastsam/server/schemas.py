@@ -57,6 +57,7 @@ class HealthOut(BaseModel):
     ready: bool
     model: str
     device: str
+    precision: str
     queued: int
     cached_images: int
     cache_bytes: int
