@@ -53,7 +53,7 @@ def end_to_end_runners(net, onnx_path: Path, imgsz: int, threads: int, image: st
     if not onnx_path.exists():
         export_onnx(net, onnx_path, imgsz=imgsz, dynamic=True)
     array = load_image(image)
-    ours = FastSAM(net, device="cpu")
+    ours = FastSAM(net, device="cpu", precision="fp32")  # ONNX Runtime runs the fp32 export
     ort = FastSAM(onnx_path, device="cpu", backend="onnxruntime", threads=threads)
     [a], [b] = ours.predict(array, imgsz=imgsz), ort.predict(array, imgsz=imgsz)
     print(f"  masks torch {len(a)} / onnxruntime {len(b)}", file=sys.stderr)

@@ -15,9 +15,13 @@ each path:
                       loaded back with ``ultralytics.FastSAM(folder)``): the anchor's fastest CPU path
 
 the same work as ``vs_ultralytics.py``: image path in, every mask out as COCO RLE, everything mode, conf 0.4,
-iou 0.9, max_det 300, full-resolution masks. Timing: all paths loaded in this one process and interleaved (each
-repetition and photo runs every path, in an order rotated per repetition), ``torch.set_num_threads`` before every
-call, a warm-up pass excluded; ms/image = mean over the timed photos of each photo's median. Agreement: on every
+iou 0.9 (conf --reference-conf for the weakly trained reference network), max_det 300, full-resolution masks. Timing: each path runs in a worker process of its own (loaded once,
+then idle, blocked on its pipe, while the others run), so that no path's thread pools (PyTorch's OpenMP,
+OpenVINO's TBB) or global settings (importing ultralytics resets torch's thread count) touch another's; the paths
+are interleaved
+(each repetition and photo runs every path, in an order rotated per repetition), a warm-up pass excluded;
+ms/image = mean over the timed photos of each photo's median, timed inside the worker from the image path to
+the list of RLEs. Agreement: on every
 photo (the timed ones and ``--extra-images`` BSDS500 test photos), each path's masks against ``ours fp32``'s:
 fraction of fp32 masks matched one-to-one at IoU >= 0.9, and the mean IoU of the matches
 (:func:`fastsam.evaluation.agreement.mask_agreement`). Ultralytics' paths are compared with ``ours fp32`` too (its
@@ -58,9 +62,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calibration-size", type=int, default=32)
     p.add_argument("--paths", default=None, help="comma list of paths to run (default: all)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--reference-conf", type=float, default=0.05,
+                   help="conf for the trained reference network, whose scores top out at 0.08-0.14 (default: %(default)s)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--output", default="precision")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.worker:
+        return a
     if a.quick:
         a.networks, a.imgsz, a.repeats, a.extra_images, a.images = "s", 640, 1, 0, ["dog.jpg", "cat.jpg"]
     a.networks = a.networks.split(",")
@@ -68,44 +77,93 @@ def parse_args() -> argparse.Namespace:
     return a
 
 
-class Path_:
-    """One way of segmenting: ``__call__(image path) -> list of COCO RLEs``."""
-
-    def __init__(self, name: str, run) -> None:
-        self.name, self.run = name, run
-
-    def __call__(self, image: Path, imgsz: int) -> list[dict]:
-        return self.run(image, imgsz)
+SPEC_HELP = "run one path as a worker: a JSON spec {kind, model, precision, threads}; reads image paths on stdin"
 
 
-def ours(model) -> callable:
-    def run(image: Path, imgsz: int) -> list[dict]:
-        [r] = model.predict(str(image), imgsz=imgsz, retina=True, **vu.SETTINGS)
-        return r.to_rle()
-
-    return run
-
-
-def ultralytics_run(model) -> callable:
+def load_path(spec: dict):
+    """The callable ``(image path, imgsz) -> list of COCO RLEs`` a worker spec describes."""
     import numpy as np
+
+    if spec["kind"] == "ours":
+        from fastsam.engine import FastSAM
+
+        model = FastSAM(spec["model"], device="cpu", precision=spec["precision"])
+
+        settings = dict(vu.SETTINGS, conf=spec.get("conf", vu.SETTINGS["conf"]))
+
+        def run(image: str, imgsz: int) -> list[dict]:
+            [r] = model.predict(image, imgsz=imgsz, retina=True, **settings)
+            return r.to_rle()
+
+        return run
+    import ultralytics
     from pycocotools import mask as mask_utils
 
-    def run(image: Path, imgsz: int) -> list[dict]:
-        [r] = model.predict(str(image), imgsz=imgsz, retina_masks=True, verbose=False, **vu.SETTINGS)
+    model = ultralytics.FastSAM(spec["model"])
+
+    def run(image: str, imgsz: int) -> list[dict]:
+        [r] = model.predict(image, imgsz=imgsz, retina_masks=True, verbose=False, **vu.SETTINGS)
         masks = r.masks.data.cpu().numpy() if r.masks is not None else np.zeros((0, 1, 1), np.uint8)
-        return [mask_utils.encode(np.asfortranarray(m.astype(np.uint8, copy=False))) for m in masks]
+        rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8, copy=False))) for m in masks]
+        return [{"size": x["size"], "counts": x["counts"].decode()} for x in rles]
 
     return run
 
 
-def build_paths(network: str, weights: Path, a: argparse.Namespace, workdir: Path) -> list[Path_]:
-    from fastsam.engine import FastSAM, load_model
+def worker(spec: dict) -> None:
+    """Serve one path: a line ``{"image", "imgsz", "rles"}`` in, ``{"ms", "n", "rles"?}`` out."""
+    import json
+
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    run = load_path(spec)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        torch.set_num_threads(spec["threads"])  # importing ultralytics resets it
+        start = time.perf_counter()
+        rles = run(job["image"], job["imgsz"])
+        ms = (time.perf_counter() - start) * 1000
+        print(json.dumps({"ms": ms, "n": len(rles), **({"rles": rles} if job["rles"] else {})}), flush=True)
+
+
+class Worker:
+    """A path's worker process, driven over its pipes."""
+
+    def __init__(self, name: str, spec: dict) -> None:
+        import json
+        import subprocess
+
+        self.name, self._json = name, json
+        self.process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.name} died (see its stderr above)")
+        return self._json.loads(line)
+
+    def __call__(self, image: Path, imgsz: int, rles: bool = False) -> dict:
+        self.process.stdin.write(self._json.dumps({"image": str(image), "imgsz": imgsz, "rles": rles}) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def build_paths(network: str, weights: Path, a: argparse.Namespace, workdir: Path) -> list[Worker]:
+    from fastsam.engine import load_model
     from fastsam.export.openvino import export_openvino
 
     wanted = lambda name: a.paths is None or name in a.paths or name == "ours fp32"  # noqa: E731
-    paths = [Path_("ours fp32", ours(FastSAM(str(weights), device="cpu", precision="fp32")))]
+    specs: dict[str, dict] = {"ours fp32": dict(kind="ours", model=str(weights), precision="fp32")}
     if wanted("ours bf16"):
-        paths.append(Path_("ours bf16", ours(FastSAM(str(weights), device="cpu", precision="bf16"))))
+        specs["ours bf16"] = dict(kind="ours", model=str(weights), precision="bf16")
     net = load_model(str(weights), "cpu")
     if wanted("ours ov-fp32") or wanted("ours ov-bf16"):
         ir = workdir / f"{network}_openvino"
@@ -113,36 +171,38 @@ def build_paths(network: str, weights: Path, a: argparse.Namespace, workdir: Pat
             export_openvino(net, ir, imgsz=a.imgsz)
         for precision in ("fp32", "bf16"):
             if wanted(f"ours ov-{precision}"):
-                paths.append(Path_(f"ours ov-{precision}", ours(FastSAM(ir, device="cpu", precision=precision))))
+                specs[f"ours ov-{precision}"] = dict(kind="ours", model=str(ir), precision=precision)
     if wanted("ours ov-int8"):
         ir8 = workdir / f"{network}_openvino_int8_{a.imgsz}_{a.calibration_size}"
         if not ir8.exists():
             print(f"[{network}] INT8 calibration on {a.calibration_size} images ...", file=sys.stderr, flush=True)
             export_openvino(net, ir8, imgsz=a.imgsz, int8=True, data=a.calibration, calibration_size=a.calibration_size)
-        paths.append(Path_("ours ov-int8", ours(FastSAM(ir8, device="cpu", precision="int8"))))
+        specs["ours ov-int8"] = dict(kind="ours", model=str(ir8), precision="int8")
     if network != "reference":
-        import ultralytics
-
         if wanted("ultralytics"):
-            paths.append(Path_("ultralytics", ultralytics_run(ultralytics.FastSAM(str(weights)))))
+            specs["ultralytics"] = dict(kind="ultralytics", model=str(weights), precision="fp32")
         if wanted("ultralytics ov"):
-            folder = weights.parent / f"{weights.stem}_openvino_model"
-            stamp = folder / f"imgsz{a.imgsz}"
-            if not stamp.exists():
+            import ultralytics
+
+            folder = weights.parent / f"{weights.stem}_{a.imgsz}_openvino_model"  # ultralytics wants the suffix
+            if not folder.exists():
                 exported = ultralytics.FastSAM(str(weights)).export(format="openvino", imgsz=a.imgsz, verbose=False)
-                folder = Path(exported)
-                stamp = folder / f"imgsz{a.imgsz}"
-                stamp.touch()
-            paths.append(Path_("ultralytics ov", ultralytics_run(ultralytics.FastSAM(str(folder)))))
-    return paths
+                Path(exported).rename(folder)
+            specs["ultralytics ov"] = dict(kind="ultralytics", model=str(folder), precision="auto")
+    del net
+    conf = a.reference_conf if network == "reference" else vu.SETTINGS["conf"]
+    return [Worker(name, dict(spec, threads=a.threads, conf=conf)) for name, spec in specs.items()]
 
 
 def main() -> None:
-    import torch
+    import json
 
     from fastsam.evaluation.agreement import Agreement, mask_agreement
 
     a = parse_args()
+    if a.worker:
+        worker(json.loads(a.worker))
+        return
     machine = vu.machine_info(a.threads)
     timed = vu.resolve_images(a.images)
     extra = sorted((SHARED / "data" / "bsds500" / "images" / "test").glob("*.jpg"))[: a.extra_images]
@@ -162,10 +222,7 @@ def main() -> None:
         per_image: dict[str, dict[str, float]] = defaultdict(dict)
         print(f"[{network}] warm-up and agreement on {len(timed) + len(extra)} photos ...", file=sys.stderr, flush=True)
         for image in [*timed, *extra]:
-            outs = {}
-            for path in paths:
-                torch.set_num_threads(a.threads)
-                outs[path.name] = path(image, a.imgsz)
+            outs = {path.name: path(image, a.imgsz, rles=True)["rles"] for path in paths}
             for name, rles in outs.items():
                 one = mask_agreement(outs["ours fp32"], rles)
                 agree[name] = agree[name] + one
@@ -175,10 +232,7 @@ def main() -> None:
             order = paths[rep % len(paths):] + paths[: rep % len(paths)]
             for image in timed:
                 for path in order:
-                    torch.set_num_threads(a.threads)
-                    start = time.perf_counter()
-                    path(image, a.imgsz)
-                    ms = (time.perf_counter() - start) * 1000
+                    ms = path(image, a.imgsz)["ms"]
                     times[path.name][image.name].append(ms)
                     runs.append(dict(network=network, path=path.name, image=image.name, rep=rep, ms=ms))
             print(f"[{network}] repetition {rep + 1}/{a.repeats}", file=sys.stderr, flush=True)
@@ -188,7 +242,7 @@ def main() -> None:
             summary.append(dict(network=network, path=path.name, ms_per_image=ms, masks_fp32=g.reference,
                                 masks=g.candidate, matched=g.matched_fraction, mean_iou=g.mean_iou,
                                 matched_by_image=per_image[path.name]))  # fmt: skip
-        del paths
+            path.close()
 
     payload = {
         "command": vu.command_line(),
@@ -197,7 +251,8 @@ def main() -> None:
         "versions": vu.package_versions("fastsam", "torch", "openvino", "nncf", "ultralytics", "numpy"),
         "settings": dict(vu.SETTINGS, imgsz=a.imgsz, repeats=a.repeats, threads=a.threads, timed=[p.name for p in timed],
                          agreement_extra=[p.name for p in extra], calibration=a.calibration,
-                         calibration_size=a.calibration_size, iou_threshold=0.9),
+                         calibration_size=a.calibration_size, iou_threshold=0.9,
+                         reference_conf=a.reference_conf),
         "summary": summary,
         "runs": runs,
     }  # fmt: skip

@@ -5,7 +5,7 @@ FastSAM-x, made by ``tests/oracle/ultralytics_oracle.py make-checkpoint`` and ca
 ``--weights-s/--weights-x``) and segment the same real photos in everything mode with full-resolution ("retina")
 masks, conf 0.4, iou 0.9, max_det 300, then get every mask out as COCO RLE the way a user would:
 
-* ours:        ``[r] = FastSAM(ckpt, device="cpu").predict(path, ...); r.to_rle()``
+* ours:        ``[r] = FastSAM(ckpt, device="cpu", precision="fp32").predict(path, ...); r.to_rle()``
 * ultralytics: ``[r] = ultralytics.FastSAM(ckpt).predict(path, ..., retina_masks=True)``;
                ``[pycocotools.mask.encode(np.asfortranarray(m)) for m in r.masks.data.cpu().numpy()]``
 
@@ -184,10 +184,10 @@ def peak_rss_mb() -> float:
 class Ours:
     name = "ours"
 
-    def __init__(self, weights: Path) -> None:
+    def __init__(self, weights: Path, precision: str = "fp32") -> None:
         from fastsam.engine import FastSAM
 
-        self.model = FastSAM(str(weights), device="cpu")
+        self.model = FastSAM(str(weights), device="cpu", precision=precision)
 
     def __call__(self, image: Path, imgsz: int) -> tuple[list, dict]:
         [result] = self.model.predict(str(image), imgsz=imgsz, retina=True, **SETTINGS)
@@ -376,6 +376,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights-s", help="FastSAM-s checkpoint (default: random weights made by the oracle)")
     p.add_argument("--weights-x", help="FastSAM-x checkpoint (default: random weights made by the oracle)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-side peak-memory subprocesses")
+    p.add_argument("--precision", default="fp32", help="ours: fp32 (the same masks as ultralytics, the default "
+                   "here), or auto/bf16 (bench/precision.py compares every precision)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="short smoke run (s, 640, two photos, 2 repeats)")
     p.add_argument("--output", default="vs_ultralytics", help="name of the JSON under bench/results/")
     p.add_argument("--memory-worker", choices=("ours", "ultralytics"), help=argparse.SUPPRESS)
@@ -411,7 +413,7 @@ def main(argv=None) -> None:
     runs: list[dict] = []
     configs: list[dict] = []
     for scale in a.scales:
-        ours, theirs = Ours(weights[scale]), Theirs(weights[scale])  # ultralytics imported here: torch threads reset
+        ours, theirs = Ours(weights[scale], a.precision), Theirs(weights[scale])  # ultralytics imported here: torch threads reset
         ours_array = OursWithArray(ours)
         timer.install()
         try:

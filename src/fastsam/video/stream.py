@@ -1,10 +1,12 @@
-"""Segmenting a stream of frames: decoding in a background thread, frames through the network in batches."""
+"""Segmenting a stream of frames: decoding in a background thread, frames through the network in batches, and
+each batch post-processed in another thread while the next one is in the network."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..engine import FastSAM
 from ..results import SegmentationResult
@@ -111,8 +113,21 @@ def segment_frames(
         ``(frame, result)``; ``result.masks`` is ``(N, H, W)`` bool at the frame's resolution and
         ``result.file_name`` is ``"frame_<index>"``.
     """
-    for batch in feed.batches(batch_size):
-        results = model.predict([f.image for f in batch], batch_size=batch_size, **settings)
-        for frame, result in zip(batch, results):
-            result.file_name = f"frame_{frame.index:06d}"
-            yield frame, (prompt(result) if prompt is not None else result)
+    imgsz = int(settings.pop("imgsz", 1024))  # type: ignore[call-overload]
+
+    def finish(batch: list[Frame], images: list, staged: list) -> list[tuple[Frame, SegmentationResult]]:
+        names = [f"frame_{frame.index:06d}" for frame in batch]
+        results = model.finish(staged, images, names, **settings)
+        return [(frame, prompt(result) if prompt is not None else result) for frame, result in zip(batch, results)]
+
+    # The network runs batch k + 1 here while batch k is post-processed in the "post" thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-post") as post:
+        pending: Future | None = None
+        for batch in feed.batches(batch_size):
+            images = [f.image for f in batch]
+            staged = model.forward_arrays(images, imgsz)
+            if pending is not None:
+                yield from pending.result()
+            pending = post.submit(finish, batch, images, staged)
+        if pending is not None:
+            yield from pending.result()
