@@ -210,7 +210,8 @@ class FastSAM:
         Raises:
             ImageLoadError: an input is missing or not a readable image.
         """
-        _check_thresholds(conf, iou, max_det, imgsz)
+        _check_thresholds(conf, iou, max_det)
+        _check_imgsz(imgsz)
         single = isinstance(images, (str, os.PathLike, Image.Image, np.ndarray))
         items = [images] if single else list(images)
         results: list[SegmentationResult] = []
@@ -238,6 +239,7 @@ class FastSAM:
         Returns one :class:`Staged` per input shape; :meth:`finish` turns them into results. Splitting the two lets
         a pipeline post-process one batch in a thread while the network runs the next (both release the GIL).
         """
+        _check_imgsz(imgsz)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, array in enumerate(arrays):
             groups.setdefault(self.geometry(array.shape[:2], imgsz).input_hw, []).append(index)
@@ -260,6 +262,7 @@ class FastSAM:
         retina: bool = True,
     ) -> list[SegmentationResult]:
         """The post-processing stage of :meth:`predict` (NMS, masks, results), in input order."""
+        _check_thresholds(conf, iou, max_det)
         out: list[SegmentationResult | None] = [None] * len(arrays)
         for stage in staged:
             detections = postprocess(
@@ -318,12 +321,15 @@ def _name_of(item: ImageInput) -> str:
     return getattr(item, "filename", "") and Path(item.filename).name if isinstance(item, Image.Image) else ""
 
 
-def _check_thresholds(conf: float, iou: float, max_det: int, imgsz: int) -> None:
+def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
     if not 0.0 <= conf <= 1.0:
         raise ValueError(f"conf must be in [0, 1], got {conf}")
     if not 0.0 <= iou <= 1.0:
         raise ValueError(f"iou must be in [0, 1], got {iou}")
     if max_det < 1:
         raise ValueError(f"max_det must be at least 1, got {max_det}")
+
+
+def _check_imgsz(imgsz: int) -> None:
     if imgsz < 32 or imgsz % 32:
         raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")
