@@ -202,10 +202,14 @@ class OpenVINONetwork:
         if hw[0] % self.stride or hw[1] % self.stride or min(hw) < self.stride:
             raise BackendError(f"input height and width must be positive multiples of {self.stride}, got {hw[0]}x{hw[1]}")
 
+    def _as_input(self, x: torch.Tensor) -> np.ndarray:
+        """A checked, contiguous float32 ``(B, 3, H, W)`` array of ``x``."""
+        self.check_input(x)
+        return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
     def start(self, x: torch.Tensor) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
         """Start one batch on a new infer request; the returned function waits and gives ``(preds, protos)``."""
-        self.check_input(x)
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        array = self._as_input(x)
         request = self.compiled.create_infer_request()
         request.start_async({0: array})
 
@@ -222,7 +226,5 @@ class OpenVINONetwork:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, H, W)`` -> float32 ``(preds (B, 4 + nc + 32, A), protos (B, 32, H / 4, W / 4))`` on the CPU."""
-        self.check_input(x)
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        self._request.infer({0: array})  # releases the GIL while it runs
+        self._request.infer({0: self._as_input(x)})  # releases the GIL while it runs
         return self._outputs(self._request)
