@@ -19,6 +19,13 @@ Columns as in the paper: 1, 10 and 100 point prompts, and 16x16 and 32x32 point 
   (one mask per point; a fresh ``SegmentedImage`` each time, so building its mask index is included); for a
   G x G column the G*G points of SAM's grid. The "everything" column is the predict alone.
 
+* The same API (``--api``, on by default): segment-anything's generator is the G x G grid column above
+  (``SamAutomaticMaskGenerator(sam)``, default settings are its 32x32 grid). Ours through that API:
+  ``fastsam.sam.SamAutomaticMaskGenerator(model).generate(image)`` with its default settings (FastSAM's conf 0.4,
+  iou 0.9, max_det 300, imgsz as above; records with SAM's stability score), in SAM's default ``binary_mask`` output
+  and in ``coco_rle``, interleaved with the work it must match: ``FastSAM.predict`` + ``result.to_rle()`` (for
+  ``coco_rle``) and ``FastSAM.predict`` + the ``(N, H, W)`` mask array (for ``binary_mask``).
+
 Each model runs in its own subprocess (peak memory per model; an out-of-memory ViT-H does not take the run down),
 with ``torch.set_num_threads(--threads)``. Measurements listed in ``--skip`` (``vit_h:32x32``, ``vit_h``,
 ``32x32``, ``fastsam-x:100``, ...) or estimated to take longer than ``--max-seconds`` are skipped and reported as
@@ -26,7 +33,7 @@ such. Prints the table last; writes bench/results/vs_sam.json.
 
     python bench/vs_sam.py [--sam vit_b,vit_h] [--fastsam s,x] [--points 1,10,100] [--grids 16,32]
         [--images dog.jpg] [--repeats 3] [--sam-repeats 1] [--threads N] [--skip vit_h:32x32] [--max-seconds S]
-        [--sam-keep-all] [--quick]
+        [--sam-keep-all] [--quick] [--no-api]
 """
 
 from __future__ import annotations
@@ -206,7 +213,52 @@ def fastsam_worker(plan: dict) -> dict:
     for col, _, _ in [(str(n), "points", n) for n in plan["points"]] + [(f"{g}x{g}", "grid", g) for g in plan["grids"]]:
         if skipped(skips, name, col):
             out["skipped"][col] = "--skip"
+    if plan.get("api"):
+        out["api"] = api_measurements(model, plan)
     out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def api_measurements(model, plan: dict) -> dict:
+    """ms of fastsam.sam's generator (defaults; binary_mask and coco_rle) and of the FastSAM.predict work it must
+    match, interleaved, per image."""
+    import torch
+
+    from fastsam.sam import SamAutomaticMaskGenerator, SamModel
+
+    sam = SamModel(model, imgsz=plan["imgsz"], **SETTINGS)
+    generators = {"generate_binary_mask": SamAutomaticMaskGenerator(sam),
+                  "generate_coco_rle": SamAutomaticMaskGenerator(sam, output_mode="coco_rle")}  # fmt: skip
+
+    def predict(image, layout: bool):
+        [result] = model.predict(image, imgsz=plan["imgsz"], retina=True, **SETTINGS)
+        return result.masks if layout else result.to_rle()
+
+    steps = {
+        "predict_rle": lambda image: predict(image, False),
+        "generate_coco_rle": generators["generate_coco_rle"].generate,
+        "predict_masks": lambda image: predict(image, True),
+        "generate_binary_mask": generators["generate_binary_mask"].generate,
+    }
+    out = {}
+    for path in plan["images"]:
+        image = load_rgb(path)
+        times: dict[str, list[float]] = {k: [] for k in steps}
+        cpu: dict[str, list[float]] = {k: [] for k in steps}  # process CPU time: less sensitive to a shared machine
+        masks = {}
+        for step in steps.values():  # warm-up
+            step(image)
+        for _ in range(plan["repeats"]):
+            for key, step in steps.items():
+                torch.set_num_threads(plan["threads"])
+                t0, c0 = time.perf_counter(), time.process_time()
+                made = step(image)
+                times[key].append((time.perf_counter() - t0) * 1000)
+                cpu[key].append((time.process_time() - c0) * 1000)
+                masks[key] = len(made)
+        out[Path(path).name] = {"ms": times, "cpu_ms": cpu, "masks": masks}
+        print(f"  api {Path(path).name}: " + ", ".join(f"{k} {statistics.median(v):.0f} ms" for k, v in times.items()),
+              file=sys.stderr, flush=True)  # fmt: skip
     return out
 
 
@@ -251,6 +303,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights-s", help="FastSAM-s checkpoint (default: random weights, as bench/vs_ultralytics.py)")
     p.add_argument("--weights-x", help="FastSAM-x checkpoint (default: random weights, as bench/vs_ultralytics.py)")
     p.add_argument("--quick", action="store_true", help="short smoke run (vit_b, FastSAM-s, 1 and 10 points, 16x16)")
+    p.add_argument("--api", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time fastsam.sam's SamAutomaticMaskGenerator against FastSAM.predict + RLE (default: on)")
     p.add_argument("--output", default="vs_sam", help="name of the JSON under bench/results/")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -306,7 +360,7 @@ def main(argv=None) -> None:
             continue
         print(f"FastSAM-{scale} (imgsz {a.imgsz}) ...", file=sys.stderr, flush=True)
         plan = dict(base, kind="fastsam", model=name, weights=fastsam_weights(scale, getattr(a, f"weights_{scale}")),
-                    imgsz=a.imgsz, repeats=a.repeats, warmup=a.warmup)  # fmt: skip
+                    imgsz=a.imgsz, repeats=a.repeats, warmup=a.warmup, api=a.api)  # fmt: skip
         results[name] = dict(run_worker(plan, a.timeout), weights=plan["weights"])
     for sam in a.sam:
         if sam in a.skip:
@@ -398,6 +452,43 @@ def main(argv=None) -> None:
     for name in ("SAM-B", "SAM-H"):
         vals = " | ".join(f"{PAPER[name][c] / PAPER['FastSAM'][c]:.1f}x" if c in PAPER[name] else "–" for c in columns)
         print(f"| paper: {name} / FastSAM | – | {vals} | |")
+    print_api_table(results, table)
+
+
+def print_api_table(results: dict, table: dict) -> None:
+    """SAM's generator vs ours through the same API, and ours vs the FastSAM.predict work it must match."""
+    rows = []
+    sam_generators = {label: row.get("32x32") for key, row in table.items() if key in SAM_NAMES
+                      for label in [SAM_NAMES[key]] if row.get("32x32")}  # fmt: skip
+    for key, res in results.items():
+        if "api" not in res:
+            continue
+        images = list(res["api"].values())
+        med = {k: statistics.fmean(statistics.median(img["ms"][k]) for img in images) for k in images[0]["ms"]}
+        # overhead: the median over repetitions of each interleaved pair's ratio (robust to the load drifting)
+        for gen, base in (("generate_binary_mask", "predict_masks"), ("generate_coco_rle", "predict_rle")):
+            for unit in ("ms", "cpu_ms"):
+                med[f"{unit}:{gen}/{base}"] = statistics.fmean(
+                    statistics.median(g / b for g, b in zip(img[unit][gen], img[unit][base])) for img in images
+                )
+        label = key.replace("fastsam-", "FastSAM-")
+        rows.append((label, med))
+    if not rows:
+        return
+    print("\nThe same API, default settings (ms/image; SAM: `segment_anything.SamAutomaticMaskGenerator(sam).generate`, "
+          "the 32x32 column; ours: `fastsam.sam.SamAutomaticMaskGenerator(model).generate`)\n")  # fmt: skip
+    print("| generator | binary_mask | coco_rle | FastSAM.predict + masks array | FastSAM.predict + RLE | "
+          "overhead binary / coco (median of paired runs) |\n|---|---|---|---|---|---|")  # fmt: skip
+    for name, ms in sam_generators.items():
+        print(f"| segment-anything {name} | {ms:,.0f} | | | | |")
+    for label, med in rows:
+        over = {unit: (med[f"{unit}:generate_binary_mask/predict_masks"] - 1, med[f"{unit}:generate_coco_rle/predict_rle"] - 1)
+                for unit in ("ms", "cpu_ms")}  # fmt: skip
+        print(f"| fastsam.sam {label} | {med['generate_binary_mask']:,.0f} | {med['generate_coco_rle']:,.0f} | "
+              f"{med['predict_masks']:,.0f} | {med['predict_rle']:,.0f} | {over['ms'][0]:+.1%} / {over['ms'][1]:+.1%} "
+              f"(CPU time {over['cpu_ms'][0]:+.1%} / {over['cpu_ms'][1]:+.1%}) |")  # fmt: skip
+        for name, ms in sam_generators.items():
+            print(f"| {name} / fastsam.sam {label} | {ms / med['generate_binary_mask']:.1f}x | | | | |")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,20 @@ class FakeClip:
     """Stands in for CLIP: deterministic scores, or the server's 'unavailable' error while ``available`` is False."""
 
     available = False
+    # as long as the real offline message (about 800 characters, one line, long paths)
+    MESSAGE = (
+        "CLIP weights are not available here (test stand-in): CLIP weights for model 'ViT-B-32' with "
+        "pretrained='openai' could not be found in the local cache and could not be downloaded (the Hugging Face "
+        "hub is unreachable: ConnectError: [Errno -2] Name or service not known); the file expected is "
+        "open_clip_model.safetensors or open_clip_pytorch_model.bin from "
+        "https://huggingface.co/timm/vit_base_patch32_clip_224.openai, kept in the Hugging Face hub cache under "
+        "/home/someone/.cache/huggingface/hub/models--timm--vit_base_patch32_clip_224.openai ($HF_HOME or "
+        "$HF_HUB_CACHE move the cache); to fill it, run 'hf download timm/vit_base_patch32_clip_224.openai "
+        "open_clip_model.safetensors' on a machine with internet and copy its "
+        "models--timm--vit_base_patch32_clip_224.openai folder there. Or pass a downloaded "
+        "open_clip_model.safetensors directly: --clip-checkpoint PATH (fastsam segment / fastsam serve), or "
+        "ClipScorer(checkpoint=PATH) in Python. END-OF-MESSAGE"
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         pass
@@ -92,7 +106,7 @@ class FakeClip:
         from fastsam.prompts.text import ClipUnavailableError
 
         if not FakeClip.available:
-            raise ClipUnavailableError("CLIP weights are not available here (test stand-in)")
+            raise ClipUnavailableError(FakeClip.MESSAGE)
         means = np.array([c.reshape(-1, 3).mean(0) if c.size else np.zeros(3) for c in crops], dtype=np.float32)
         return np.stack([means[:, len(t) % 3] for t in texts]).astype(np.float32)
 
@@ -400,13 +414,36 @@ def test_page_end_to_end(page, live_server, photo_path: Path, artifacts: Path) -
     page.get_by_test_id("text-submit").click()
     error = page.get_by_test_id("text-error")
     error.wait_for(state="visible")
-    assert "unavailable" in error.inner_text() and "test stand-in" in error.inner_text()
+    panel = page.get_by_test_id("error-panel")
+    panel.wait_for(state="visible")
+    # the whole message, readable: wrapped in a wide panel above the image, not cut off nor scrolled
+    message = page.get_by_test_id("error-message")
+    assert message.inner_text() == "text prompts are unavailable on this server: " + FakeClip.MESSAGE
+    assert page.get_by_test_id("error-title").inner_text() == "Text prompts failed"
+    assert "above the image" in error.inner_text()
+    box = panel.bounding_box()
+    assert box is not None and box["width"] >= 600 and box["y"] >= 0 and box["y"] + box["height"] <= 1000
+    fits = panel.evaluate("e => e.scrollHeight <= e.clientHeight + 1 && e.scrollWidth <= e.clientWidth + 1")
+    assert fits, "the error message is cut off or scrolls"
+    assert message.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+    line_height = float(message.evaluate("e => parseFloat(getComputedStyle(e).lineHeight)"))
+    assert message.bounding_box()["height"] > 2.5 * line_height  # wrapped over several lines
+    stage_fits = """() => {
+        const s = document.getElementById('stage').getBoundingClientRect();
+        const z = document.getElementById('dropzone').getBoundingClientRect();
+        return s.top >= z.top && s.bottom <= z.bottom && s.left >= z.left && s.right <= z.right;
+    }"""
+    assert page.evaluate(stage_fits), "the image no longer fits next to the error panel"
     page.screenshot(path=artifacts / "07_text_error.png")
+    page.get_by_test_id("error-close").click()
+    assert panel.is_hidden() and page.evaluate(stage_fits)
+    page.get_by_test_id("text-submit").click()  # fails again: shown again (the server remembers, answers at once)
+    panel.wait_for(state="visible")
     FakeClip.available = True
     page.get_by_test_id("top-k").fill("2")
     page.get_by_test_id("text-submit").click()
     page.wait_for_function("fastsam.ready() && fastsam.selection().texts.length === 2")
-    assert error.is_hidden()
+    assert error.is_hidden() and panel.is_hidden()
     sel = page.evaluate("fastsam.selection()")
     assert sel["texts"] == ["a dog", "grass"]
     assert [e["kind"] for e in sel["entries"]][-4:] == ["text"] * 4
@@ -518,3 +555,69 @@ def test_client_rules_match_python(page, live_server) -> None:
             flat = [(k, i) for k, pick in enumerate(answer["points"]) for i in (pick or [-1])]
             assert flat == list(zip(expected.prompt_ids.tolist(), expected.indices.tolist())), case
             assert answer["boxes"] == session.boxes(case["boxes"]).indices.tolist(), case
+
+
+# --------------------------------------------------------------------------------------------------------------
+# API keys
+# --------------------------------------------------------------------------------------------------------------
+
+PAGE_KEY = "page-key-3f9a0c1d5e7b2468"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_model):
+    """The app with an API key, on its own port."""
+    from server_helpers import serve
+
+    config = ServerConfig(max_upload_bytes=5_000_000, max_pixels=5_000_000, api_keys=(PAGE_KEY,))
+    with serve(create_app(config, model=tiny_model, text_scorer=FakeClip())) as base:
+        yield base
+
+
+def test_page_asks_for_the_api_key_and_sends_it(browser, keyed_server, photo_path: Path, artifacts: Path) -> None:
+    base = keyed_server
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    problems: list[str] = []
+    pg.on("pageerror", lambda err: problems.append(str(err)))
+    sent: list[tuple[str, str | None]] = []
+    pg.on("request", lambda req: sent.append((req.method + " " + req.url, req.headers.get("authorization"))))
+    try:
+        pg.goto(f"{base}/?imgsz=256")
+        dialog = pg.get_by_test_id("key-dialog")
+        dialog.wait_for(state="visible")  # /health says the server needs a key
+        assert "needs an API key" in pg.get_by_test_id("key-message").inner_text()
+        pg.get_by_test_id("key-input").fill("not-the-key-at-all")
+        pg.get_by_test_id("key-submit").click()
+        pg.get_by_test_id("key-error").wait_for(state="visible")
+        assert "not accepted" in pg.get_by_test_id("key-error").inner_text() and dialog.is_visible()
+        pg.screenshot(path=artifacts / "20_api_key.png")
+        pg.get_by_test_id("key-input").fill(PAGE_KEY)
+        pg.get_by_test_id("key-submit").click()
+        dialog.wait_for(state="hidden")
+        pg.get_by_test_id("file-input").set_input_files(str(photo_path))
+        image_id = wait_ready(pg)
+        uploads = [auth for what, auth in sent if what.startswith(f"POST {base}{API}/images?")]
+        assert uploads == [f"Bearer {PAGE_KEY}"]
+        assert PAGE_KEY not in pg.get_by_test_id("key-input").input_value()  # the field is emptied
+        request = urllib.request.Request(f"{base}{API}/images/{image_id}", headers={"Authorization": f"Bearer {PAGE_KEY}"})
+        with urllib.request.urlopen(request) as r:
+            assert r.status == 200  # the image belongs to the page's key
+
+        # a key that stops working (e.g. the server's keys changed): the next call asks again, then goes on
+        pg.evaluate("k => sessionStorage.setItem('fastsam.apiKey', k)", "revoked-key-0000000000")
+        pg.reload()
+        pg.wait_for_function("window.fastsam !== undefined")
+        assert dialog.is_hidden()  # a key is stored: nothing to ask yet
+        pg.get_by_test_id("file-input").set_input_files(str(photo_path))
+        dialog.wait_for(state="visible")
+        assert "not accepted" in pg.get_by_test_id("key-message").inner_text()
+        pg.get_by_test_id("key-input").fill(PAGE_KEY)
+        pg.get_by_test_id("key-submit").click()
+        assert wait_ready(pg) != image_id
+        uploads = [auth for what, auth in sent if what.startswith(f"POST {base}{API}/images?")]
+        assert uploads[-2:] == ["Bearer revoked-key-0000000000", f"Bearer {PAGE_KEY}"]
+    finally:
+        context.close()
+    assert not problems, problems

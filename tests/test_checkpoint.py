@@ -139,3 +139,23 @@ def test_fusion_preserves_outputs() -> None:
     for a, b in zip(before, after):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-2)  # float32 rounding; boxes are in pixels
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_converted_file_has_the_usual_permissions(tmp_path: Path, umask: int, capsys: pytest.CaptureFixture) -> None:
+    """``fastsam convert`` writes 0o666 less the umask (rw-r--r-- usually), like every other output, not 0o600."""
+    from fastsam.cli.main import main
+
+    src = tmp_path / "n.pt"
+    torch.save(random_network("n").state_dict(), src)
+    old = os.umask(umask)
+    try:
+        assert main(["convert", str(src), str(tmp_path / "out" / "n.safetensors")]) == 0
+        api = convert_checkpoint(src, tmp_path / "api.safetensors")
+    finally:
+        os.umask(old)
+    assert "wrote" in capsys.readouterr().out
+    for path in (tmp_path / "out" / "n.safetensors", api):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, oct(path.stat().st_mode)
+        load_safetensors(path)  # still a valid file
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["n.safetensors"]  # no temporary file left

@@ -184,6 +184,10 @@ def test_speed_command(tiny_weights: Path, shared_images_dir: Path, tmp_path: Pa
     assert code == 0
     rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
     assert [r["prompts"] for r in rows] == ["everything", "1", "10"] and all(r["ms_per_image"] > 0 for r in rows)
+    # the mask index is built once per image, then each prompt costs prompt_ms; both are inside ms_per_image
+    assert rows[0]["index_ms"] == rows[0]["prompt_ms"] == 0
+    assert all(0 < r["index_ms"] and 0 < r["prompt_ms"] and r["index_ms"] + r["prompt_ms"] < r["ms_per_image"]
+               for r in rows[1:])  # fmt: skip
     assert "| everything |" in capsys.readouterr().out
 
 

@@ -192,6 +192,43 @@ def test_fastsam_onnxruntime_backend(tiny_model, static_onnx: Path, dynamic_onnx
     assert result.masks.shape[1:] == ref.masks.shape[1:] and len(result.masks) > 0
 
 
+def test_static_model_ignored_imgsz_is_one_note(static_onnx: Path, photo_path: Path, tmp_path: Path) -> None:
+    """A static model given another imgsz says so once, as one plain line (no UserWarning with source lines),
+    however many images and code paths (predict, the segment pipeline) use it."""
+    import subprocess
+    import sys
+
+    images = sorted(photo_path.parent.glob("*.jpg"))[:3]
+    paths = [str(p) for p in images]
+    code = (
+        "import sys; from fastsam.engine import FastSAM; from fastsam.cli.main import main; "
+        f"model = FastSAM({str(static_onnx)!r}, device='cpu'); model.predict({paths!r}, imgsz=1024); "
+        "model.predict(sys.argv[1], imgsz=1024); sys.argv = sys.argv[:1]; "
+        f"sys.exit(main(['segment', *{paths!r}, '--model', {str(static_onnx)!r}, '--device', 'cpu', "
+        f"'--quiet', '--out', {str(tmp_path / 'out')!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code, str(photo_path)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    note = (f"note: the ONNX model has a fixed {IMGSZ}x{IMGSZ} input, so imgsz 1024 is ignored (export with "
+            "--dynamic to choose the size at run time)")  # fmt: skip
+    # once for the Python model, once for the CLI's own model
+    assert [line for line in lines if "imgsz" in line] == [note, note], lines
+    assert "Warning" not in done.stderr and not any(line.startswith(" ") for line in lines), lines  # no source lines
+
+
+def test_static_model_notes_each_ignored_size_once(static_onnx: Path, photo_path: Path, caplog) -> None:
+    from fastsam.engine import FastSAM
+
+    model = FastSAM(str(static_onnx), device="cpu")
+    with caplog.at_level("WARNING", logger="fastsam"):
+        for imgsz in (1024, 1024, 640, IMGSZ, 640):
+            model.predict(photo_path, imgsz=imgsz)
+    notes = [r.getMessage() for r in caplog.records if r.name == "fastsam"]
+    assert len(notes) == 2 and "imgsz 1024 is ignored" in notes[0] and "imgsz 640 is ignored" in notes[1]
+
+
 def test_export_rejects_bad_settings(net, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="multiple of 32"):
         export_onnx(net, tmp_path / "x.onnx", imgsz=100)

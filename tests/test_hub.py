@@ -91,3 +91,21 @@ def test_registry_matches_published_architectures() -> None:
     assert build.MODEL_REGISTRY["FastSAM-s"].reg_max == 16 and build.MODEL_REGISTRY["FastSAM-s"].scale == "s"
     assert sum(p.numel() for p in build.build_fastsam("FastSAM-x").parameters()) == 72_234_149
     assert sum(p.numel() for p in build.build_fastsam("FastSAM-s").parameters()) == 11_790_483
+
+
+def test_cached_weights_have_the_usual_permissions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served_checkpoint
+) -> None:
+    import os
+
+    url, size = served_checkpoint
+    monkeypatch.setenv("FASTSAM_HOME", str(tmp_path / "cache"))
+    _use_spec(monkeypatch, url, size)
+    old = os.umask(0o022)
+    try:
+        path = hub.resolve_weights("FastSAM-s")
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["FastSAM-s.pt", "FastSAM-s.safetensors"]
+    for cached in (path, tmp_path / "cache" / "FastSAM-s.pt"):
+        assert cached.stat().st_mode & 0o777 == 0o644, f"{cached.name}: {oct(cached.stat().st_mode)}"

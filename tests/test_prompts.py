@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from fastsam.io import load_image
 from fastsam.ops.mask_index import MaskIndex
 from fastsam.predictor import FastSAMPredictor, SegmentedImage
 from fastsam.prompts.points import merge_official
@@ -215,3 +216,38 @@ def test_predictor_runs_the_network_once(tiny_model, photo_path) -> None:
         assert len(calls) == 1
     finally:
         tiny_model.infer = original
+
+
+def test_predictor_with_several_images_needs_to_be_told_which(tiny_model, photo_path) -> None:
+    photo = load_image(photo_path)
+    crop = np.ascontiguousarray(photo[100:400, 200:600])  # another size: answers cannot be mixed up
+    predictor = FastSAMPredictor(tiny_model, imgsz=256)
+    sessions = predictor.set_images([photo, crop])
+    assert len(sessions) == 2 and predictor.current is None
+    for prompt in (lambda: predictor.points([[50, 50]]), lambda: predictor.boxes([[0, 0, 100, 100]]),
+                   lambda: predictor.everything(), lambda: predictor.prompt(points=[[50, 50]]),
+                   lambda: predictor.text("a dog")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"holds 2 images .*image=0\.\.1"):
+            prompt()
+    for i, session in enumerate(sessions):
+        out = predictor.points([[50, 50]], image=i)
+        assert out.image_size == session.image_size
+        np.testing.assert_array_equal(out.masks, session.points([[50, 50]]).masks)
+        np.testing.assert_array_equal(predictor.boxes([[0, 0, 100, 100]], image=i).indices,
+                                      session.boxes([[0, 0, 100, 100]]).indices)  # fmt: skip
+        assert len(predictor.everything(image=i)) == len(session)
+        assert predictor.prompt(image=i, boxes=[[0, 0, 100, 100]]).image_size == session.image_size
+    assert predictor.points([[50, 50]], image=-1).image_size == (300, 400)
+    for bad in (2, -3, 1.0, True, "1"):
+        with pytest.raises(ValueError, match=r"image=.* use 0\.\.1"):
+            predictor.points([[50, 50]], image=bad)
+    # one image again: no need to say which
+    predictor.set_image(crop)
+    assert predictor.current is not None and predictor.points([[50, 50]]).image_size == (300, 400)
+    assert predictor.points([[50, 50]], image=0).image_size == (300, 400)
+
+
+def test_predictor_before_any_image(tiny_model) -> None:
+    predictor = FastSAMPredictor(tiny_model)
+    with pytest.raises(RuntimeError, match="set_image"):
+        predictor.points([[1, 1]])

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import pickle
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -282,15 +283,25 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def save_safetensors(
     state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, Any]
 ) -> Path:
-    """Write ``state_dict`` and string ``metadata`` to a ``.safetensors`` file, atomically."""
-    from safetensors.torch import save_file
+    """Write ``state_dict`` and string ``metadata`` to a ``.safetensors`` file, atomically.
+
+    The file gets the usual permissions of a new file (``0o666`` less the umask, e.g. ``rw-r--r--``), like every
+    other output: it is written through ``open`` (``safetensors.torch.save_file`` would make it owner-only).
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={k: "" if v is None else str(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    data = save(tensors, metadata={k: "" if v is None else str(v) for k, v in metadata.items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

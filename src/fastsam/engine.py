@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +15,21 @@ from PIL import Image
 
 from .backends import OnnxRuntimeNetwork, OpenVINONetwork, detect_backend
 from .build import build_model_from_state_dict
+from .checks import check_imgsz, check_thresholds
 from .checkpoint import load_state_dict_from_file
 from .hub import resolve_weights
 from .io import load_image
 from .modeling import YOLOv8Seg
+from .ops.tiles import check_tiling
 from .postprocess import Detections, postprocess
 from .precision import DTYPES, PrecisionError, apply_precision, resolve_precision
 from .results import SegmentationResult
+from .tiling import segment_tiled
 from .transforms import Letterbox, letterbox_geometry, letterbox_image
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+LOGGER = logging.getLogger("fastsam")
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -83,6 +87,8 @@ class FastSAM:
         [result] = model.predict("dog.jpg")
         result.masks  # (N, H, W) bool
     """
+
+    _noted_imgsz: frozenset[int] = frozenset()  # imgsz values already reported as ignored by a fixed-size model
 
     def __init__(
         self,
@@ -152,12 +158,13 @@ class FastSAM:
             return letterbox_geometry(orig_hw, imgsz)
         if fixed[0] != fixed[1]:
             raise ValueError(f"the ONNX model's input {fixed[0]}x{fixed[1]} is not square; export it with fastsam export")
-        if imgsz != fixed[0]:
-            warnings.warn(
-                f"the ONNX model has a fixed {fixed[0]}x{fixed[1]} input: imgsz {imgsz} is ignored "
-                "(export with --dynamic to choose the size at run time)",
-                stacklevel=4,
-            )
+        if imgsz != fixed[0] and imgsz not in self._noted_imgsz:  # said once per model and size, not per image
+            self._noted_imgsz = self._noted_imgsz | {imgsz}
+            kind = "OpenVINO" if self.backend == "openvino" else "ONNX"
+            LOGGER.warning(
+                "note: the %s model has a fixed %dx%d input, so imgsz %d is ignored (export with --dynamic to choose "
+                "the size at run time)", kind, fixed[0], fixed[1], imgsz,
+            )  # fmt: skip
         return letterbox_geometry(orig_hw, fixed[0], rect=False)
 
     @torch.inference_mode()
@@ -190,6 +197,8 @@ class FastSAM:
         max_det: int = 300,
         retina: bool = True,
         batch_size: int = 8,
+        tiles: int | str | None = None,
+        tile_overlap: float = 0.2,
     ) -> list[SegmentationResult]:
         """Segment everything in one image or a list of images.
 
@@ -201,6 +210,10 @@ class FastSAM:
             max_det: maximum masks per image.
             retina: full-resolution masks (True) or masks made at the network resolution (False).
             batch_size: images per forward pass (images whose inputs differ in shape run in separate passes).
+            tiles: also run the network on overlapping tiles of each image and combine the masks (small objects in
+                big photos; see :mod:`fastsam.tiling`): tiles along the longer side, or ``"auto"`` (tiles of at
+                most ``imgsz`` pixels, seen at full detail). None or 1: the whole image only.
+            tile_overlap: fraction of a tile shared with its neighbour, in ``[0, 0.9)``.
 
         Returns:
             One :class:`SegmentationResult` per image, in input order. Masks are laid out as ``(N, H, W)`` arrays on
@@ -210,11 +223,21 @@ class FastSAM:
         Raises:
             ImageLoadError: an input is missing or not a readable image.
         """
-        _check_thresholds(conf, iou, max_det)
-        _check_imgsz(imgsz)
+        check_thresholds(conf, iou, max_det)
+        check_imgsz(imgsz)
+        check_tiling(tiles, tile_overlap)
         single = isinstance(images, (str, os.PathLike, Image.Image, np.ndarray))
         items = [images] if single else list(images)
         results: list[SegmentationResult] = []
+        if tiles is not None and tiles != 1:  # one image at a time, its tiles batched
+            for item in items:
+                array, name = load_image(item), _name_of(item)
+
+                def run(crops: Sequence[np.ndarray], name: str = name) -> list[SegmentationResult]:
+                    return self._predict_arrays(list(crops), [name] * len(crops), imgsz, conf, iou, max_det, retina)
+
+                results.append(segment_tiled(array, run, tiles, tile_overlap, imgsz, batch_size, name))
+            return results
         for start in range(0, len(items), batch_size):
             if self.device.type != "cpu":
                 for earlier in results:  # device memory holds the masks of one batch at a time
@@ -239,7 +262,7 @@ class FastSAM:
         Returns one :class:`Staged` per input shape; :meth:`finish` turns them into results. Splitting the two lets
         a pipeline post-process one batch in a thread while the network runs the next (both release the GIL).
         """
-        _check_imgsz(imgsz)
+        check_imgsz(imgsz)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, array in enumerate(arrays):
             groups.setdefault(self.geometry(array.shape[:2], imgsz).input_hw, []).append(index)
@@ -262,7 +285,7 @@ class FastSAM:
         retina: bool = True,
     ) -> list[SegmentationResult]:
         """The post-processing stage of :meth:`predict` (NMS, masks, results), in input order."""
-        _check_thresholds(conf, iou, max_det)
+        check_thresholds(conf, iou, max_det)
         out: list[SegmentationResult | None] = [None] * len(arrays)
         for stage in staged:
             detections = postprocess(
@@ -319,17 +342,3 @@ def _name_of(item: ImageInput) -> str:
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name
     return getattr(item, "filename", "") and Path(item.filename).name if isinstance(item, Image.Image) else ""
-
-
-def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
-    if not 0.0 <= conf <= 1.0:
-        raise ValueError(f"conf must be in [0, 1], got {conf}")
-    if not 0.0 <= iou <= 1.0:
-        raise ValueError(f"iou must be in [0, 1], got {iou}")
-    if max_det < 1:
-        raise ValueError(f"max_det must be at least 1, got {max_det}")
-
-
-def _check_imgsz(imgsz: int) -> None:
-    if imgsz < 32 or imgsz % 32:
-        raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")

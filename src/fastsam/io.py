@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from fastsam.errors import ImageLoadError
 
@@ -95,7 +95,8 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     """Apply EXIF orientation and convert a Pillow image of any mode to RGB uint8 ``(H, W, 3)``."""
     try:
         img.load()
-        img = ImageOps.exif_transpose(img) or img
+        if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # exif_transpose copies even an upright image
+            img = ImageOps.exif_transpose(img) or img
         mode = img.mode
         if mode.startswith("I;16"):
             gray = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)

@@ -15,16 +15,18 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, nms
 
-from .masks import WindowedMasks
+from .masks import RunMasks, WindowedMasks
 from .ops.parallel import map_slices
 from .ops.boxes import box_xywh_to_xyxy, crop_masks_to_boxes, scale_boxes_to_original
-from .ops.sign_resize import linear_taps, upsample_positive
+from .ops.rle import canonical_toggles, toggle_dtype
+from .ops.sign_resize import Taps, linear_taps, positive_transitions, upsample_positive
 from .transforms import Letterbox, letterbox_geometry
 
 MAX_NMS_CANDIDATES = 30000  # candidates kept (highest scores) before NMS
 BORDER_SNAP_PX = 20  # FastSAM: box edges this close to the image border snap to it
 WHOLE_IMAGE_IOU = 0.9  # FastSAM: boxes with IoU above this against the image become the whole image
 _MASK_CHUNK_PIXELS = 16_000_000  # float pixels per chunk when upsampling masks
+_RUN_STRIP_CELLS = 1 << 16  # source rows x output columns per strip when finding a mask's runs
 
 
 @dataclass
@@ -35,13 +37,13 @@ class Detections:
         boxes: ``(N, 4)`` float32 xyxy in pixels of the original image.
         scores: ``(N,)`` float32 in [0, 1].
         masks: ``(N, H, W)`` bool at the original resolution, or the same masks as
-            :class:`~fastsam.masks.WindowedMasks` when :func:`postprocess` was asked for windows.
+            :class:`~fastsam.masks.RunMasks` when :func:`postprocess` was asked for the lazy CPU form.
         classes: ``(N,)`` int64 class index (always 0 for FastSAM).
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
-    masks: torch.Tensor | WindowedMasks
+    masks: torch.Tensor | RunMasks | WindowedMasks
     classes: torch.Tensor
 
     def __len__(self) -> int:
@@ -189,44 +191,101 @@ def masks_in_windows(
         :class:`~fastsam.masks.WindowedMasks` with one window per box: its pixels ``ceil(x1) .. ceil(x2) - 1``
         by ``ceil(y1) .. ceil(y2) - 1`` clipped to the image.
     """
-    m, mh, mw = protos.shape
-    h, w = geometry.orig_hw
-    # pixel i is inside a box if x1 <= i < x2, i.e. columns ceil(x1) .. ceil(x2) - 1
-    bounds = boxes.float().ceil().to(torch.int64).cpu()
-    bounds[:, 0::2] = bounds[:, 0::2].clamp(0, w)
-    bounds[:, 1::2] = bounds[:, 1::2].clamp(0, h)
-    bounds = torch.maximum(bounds, bounds[:, [0, 1, 0, 1]])  # an empty box gets an empty window, not a negative one
-    if not coefficients.shape[0]:
-        return WindowedMasks([], bounds.numpy(), (h, w))
-    logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw).float().cpu()
-    factor, _, (top, left, crop_h, crop_w) = _logit_crop(geometry, mh, mw)
-    boxes_list = bounds.tolist()
+    plan = _WindowPlan(protos, coefficients, boxes, geometry)
 
     def window_masks(part: slice) -> list[np.ndarray]:
         out = []
         for k in range(part.start, part.stop):
-            xa, ya, xb, yb = boxes_list[k]
+            xa, ya, xb, yb = plan.bounds[k]
             if xb <= xa or yb <= ya:
-                out.append(np.zeros((yb - ya, xb - xa), dtype=bool))
+                out.append(np.zeros((max(0, yb - ya), max(0, xb - xa)), dtype=bool))
                 continue
-            rows = linear_taps(ya, yb, crop_h / h, crop_h)
-            cols = linear_taps(xa, xb, crop_w / w, crop_w)
-            # the taps' span in the upsampled logits, and the logits window (with margin) that produces it
-            ua, ub = top + int(rows[0][0]), top + int(rows[1][-1])
-            va, vb = left + int(cols[0][0]), left + int(cols[1][-1])
-            pa, pb = max(0, ua // factor - 1), min(mh, ub // factor + 2)
-            qa, qb = max(0, va // factor - 1), min(mw, vb // factor + 2)
-            window = logits[k : k + 1, pa:pb, qa:qb]
-            if factor > 1:
-                window = F.interpolate(window[None], scale_factor=factor, mode="bilinear")[0]
-            dy, dx = top - pa * factor, left - qa * factor
-            rows = (rows[0] + dy, rows[1] + dy, rows[2])
-            cols = (cols[0] + dx, cols[1] + dx, cols[2])
-            out.append(upsample_positive(window[0].numpy(), rows, cols))
+            out.append(upsample_positive(*plan.source(k)))
         return out
 
-    windows = map_slices(len(boxes_list), window_masks, name="fastsam-masks")  # numpy/torch release the GIL
-    return WindowedMasks(windows, bounds.numpy(), (h, w))
+    windows = map_slices(len(plan.bounds), window_masks, name="fastsam-masks")  # numpy/torch release the GIL
+    return WindowedMasks(windows, plan.bounds_array, geometry.orig_hw)
+
+
+def masks_as_runs(
+    protos: torch.Tensor, coefficients: torch.Tensor, boxes: torch.Tensor, geometry: Letterbox
+) -> RunMasks:
+    """The masks of :func:`masks_in_windows`, bit for bit, straight as column-major runs (the CPU path).
+
+    No mask is laid out, not even its window: the run boundaries come from the sign grid of each box's logits
+    window plus the pixels of its mixed cells (:func:`~fastsam.ops.sign_resize.positive_transitions`), so time
+    and memory follow the masks' boundaries rather than their areas (300 masks of a 36 MP photo: tens of MB).
+
+    Returns:
+        :class:`~fastsam.masks.RunMasks`, one mask per box.
+    """
+    plan = _WindowPlan(protos, coefficients, boxes, geometry)
+    height = geometry.orig_hw[0]
+    dtype = toggle_dtype(geometry.orig_hw)
+
+    def mask_runs(part: slice) -> list[np.ndarray]:
+        out = []
+        for k in range(part.start, part.stop):
+            xa, ya, xb, yb = plan.bounds[k]
+            if xb <= xa or yb <= ya:
+                out.append(np.zeros(0, dtype=dtype))
+                continue
+            src, rows, cols = plan.source(k)
+            # a strip of output columns at a time: the temporaries follow the strip, not the window
+            span = int(rows[0][-1]) - int(rows[0][0]) + 1  # source rows the window's pixels start from
+            step = max(1, _RUN_STRIP_CELLS // span)
+            found = []
+            for a in range(0, xb - xa, step):
+                x, y = positive_transitions(src, rows, (cols[0][a : a + step], cols[1][a : a + step], cols[2][a : a + step]))
+                found.append((x + (xa + a)) * height + (y + ya))
+            out.append(canonical_toggles(np.concatenate(found)).astype(dtype))
+        return out
+
+    return RunMasks(map_slices(len(plan.bounds), mask_runs, name="fastsam-masks"), geometry.orig_hw)
+
+
+class _WindowPlan:
+    """Where each box's mask comes from: its pixel window and the logits window (with margin) that produces it.
+
+    Attributes:
+        bounds: ``K`` lists ``[x1, y1, x2, y2]``: the pixels ``ceil(x1) .. ceil(x2) - 1`` by ``ceil(y1) ..
+            ceil(y2) - 1`` of each box, clipped to the image (an empty box gets an empty window).
+    """
+
+    def __init__(self, protos: torch.Tensor, coefficients: torch.Tensor, boxes: torch.Tensor, geometry: Letterbox) -> None:
+        m, mh, mw = protos.shape
+        h, w = geometry.orig_hw
+        # pixel i is inside a box if x1 <= i < x2, i.e. columns ceil(x1) .. ceil(x2) - 1
+        bounds = boxes.float().ceil().to(torch.int64).cpu().reshape(-1, 4)
+        bounds[:, 0::2] = bounds[:, 0::2].clamp(0, w)
+        bounds[:, 1::2] = bounds[:, 1::2].clamp(0, h)
+        bounds = torch.maximum(bounds, bounds[:, [0, 1, 0, 1]])  # an empty box: an empty window, not a negative one
+        self.bounds_array = bounds.numpy()
+        self.bounds: list[list[int]] = bounds.tolist()
+        self.size = (h, w)
+        self.mh, self.mw = mh, mw
+        self.factor, _, (self.top, self.left, self.crop_h, self.crop_w) = _logit_crop(geometry, mh, mw)
+        if coefficients.shape[0]:
+            self.logits = (coefficients @ protos.float().view(m, -1)).view(-1, mh, mw).float().cpu()
+
+    def source(self, k: int) -> tuple[np.ndarray, Taps, Taps]:
+        """Box ``k``'s upsampled logits window (float32) and the row and column taps of its pixels into it."""
+        (h, w), factor = self.size, self.factor
+        xa, ya, xb, yb = self.bounds[k]
+        rows = linear_taps(ya, yb, self.crop_h / h, self.crop_h)
+        cols = linear_taps(xa, xb, self.crop_w / w, self.crop_w)
+        # the taps' span in the upsampled logits, and the logits window (with margin) that produces it
+        ua, ub = self.top + int(rows[0][0]), self.top + int(rows[1][-1])
+        va, vb = self.left + int(cols[0][0]), self.left + int(cols[1][-1])
+        pa, pb = max(0, ua // factor - 1), min(self.mh, ub // factor + 2)
+        qa, qb = max(0, va // factor - 1), min(self.mw, vb // factor + 2)
+        window = self.logits[k : k + 1, pa:pb, qa:qb]
+        if factor > 1:
+            window = F.interpolate(window[None], scale_factor=factor, mode="bilinear")[0]
+        dy, dx = self.top - pa * factor, self.left - qa * factor
+        rows = (rows[0] + dy, rows[1] + dy, rows[2])
+        cols = (cols[0] + dx, cols[1] + dx, cols[2])
+        return window[0].numpy(), rows, cols
 
 
 def masks_input_resolution(
@@ -308,8 +367,8 @@ def postprocess(
             then resized to the original (False; faster, coarser).
         geometries: the letterbox placement of each image (default: rebuilt from the shapes, which is exact
             for inputs made by :func:`fastsam.transforms.letterbox_geometry`).
-        windows: on a CPU with ``retina``, return the masks as :class:`~fastsam.masks.WindowedMasks` (each box's
-            window only; the same masks without laying out the ``(N, H, W)`` array).
+        windows: on a CPU with ``retina``, return the masks as :class:`~fastsam.masks.RunMasks` (column-major
+            runs, made without laying out any mask: the same masks in memory that follows their boundaries).
     """
     results = []
     for i, orig_hw in enumerate(orig_hws):
@@ -317,7 +376,7 @@ def postprocess(
         boxes_in, scores, classes, coefficients = select_detections(preds[i].float(), nc, conf, iou, max_det)
         boxes = scale_boxes_to_original(boxes_in, geometry)
         if retina and windows and protos.device.type == "cpu":
-            masks = masks_in_windows(protos[i], coefficients, boxes, geometry)
+            masks = masks_as_runs(protos[i], coefficients, boxes, geometry)
             nonempty = torch.from_numpy(masks.any())
         elif retina:
             masks = masks_full_resolution(protos[i], coefficients, boxes, geometry)
@@ -328,7 +387,7 @@ def postprocess(
             masks = input_masks_to_original(masks_in[nonempty], geometry)
         if not bool(nonempty.all()):
             boxes, scores, classes = boxes[nonempty], scores[nonempty], classes[nonempty]
-            if isinstance(masks, WindowedMasks):
+            if isinstance(masks, RunMasks):
                 masks = masks.select(nonempty.numpy())
             elif retina:
                 masks = masks[nonempty]

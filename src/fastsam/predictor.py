@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine import FastSAM, ImageInput
+from .masks import WindowedMasks
 from .ops.mask_index import MaskIndex
-from .ops.rle import mask_to_box
+from .ops.rle import tight_windows
 from .prompts.boxes import select_by_boxes
 from .prompts.points import POINT_MODES, PointMode, merge_official, select_best, select_ultralytics
 from .prompts.validation import box_pixels, validate_boxes, validate_points
@@ -133,13 +134,16 @@ class SegmentedImage:
 
     def text(self, queries: str | Sequence[str], top_k: int = 1) -> SegmentationResult:
         """The ``top_k`` masks that best match each text query according to CLIP (best first per query)."""
-        from .prompts.text import ClipScorer, select_by_text
+        from .prompts.text import ClipScorer, select_by_text, validate_texts
 
-        texts = [queries] if isinstance(queries, str) else list(queries)
+        texts = validate_texts([queries] if isinstance(queries, str) else queries)
         if self.result.image is None:
             raise ValueError("text prompts need the image itself; this result was made without it")
         if self._text_scorer is None:  # CLIP is loaded once per process and shared
             self._text_scorer = ClipScorer(device=self._device)
+        load = getattr(self._text_scorer, "load", None)
+        if texts and callable(load):
+            load()  # a CLIP that cannot be loaded fails now, before the masks are unpacked and cropped
         indices, _ = select_by_text(
             self.result.image, self.masks, self.result.boxes, texts, self._text_scorer, top_k=top_k
         )
@@ -180,44 +184,74 @@ class SegmentedImage:
     def pick(self, indices: np.ndarray, prompt_ids: np.ndarray | None = None) -> SegmentationResult:
         """Gather masks by index; -1 gives an all-False mask with a zero box and score.
 
-        ``prompt_ids`` default to ``0, 1, 2, ...``.
+        ``prompt_ids`` default to ``0, 1, 2, ...``. The answer holds its masks as box windows
+        (:class:`~fastsam.masks.WindowedMasks`): an index given many times shares one window, so the memory follows
+        the distinct masks picked, not the number of answers (50,000 boxes answered by 40 masks hold 40 windows).
         """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if prompt_ids is None:
             prompt_ids = np.arange(len(indices))
-        valid = indices >= 0
-        safe = np.where(valid, indices, 0)
         r = self.result
         n = len(indices)
-        h, w = r.image_size
-        masks = np.zeros((n, h, w), dtype=bool)
+        valid = indices >= 0
+        if not len(self):
+            valid[:] = False
+        distinct = np.unique(indices[valid])
+        distinct_windows, distinct_bounds = self._windows(distinct)
+        slot = np.searchsorted(distinct, np.where(valid, indices, 0))
+        empty = np.zeros((0, 0), dtype=bool)
+        windows = [distinct_windows[s] if v else empty for s, v in zip(slot.tolist(), valid.tolist())]
+        bounds = np.zeros((n, 4), dtype=np.int64)
         boxes = np.zeros((n, 4), dtype=np.float32)
         scores = np.zeros(n, dtype=np.float32)
-        if len(self) and valid.any():
-            released = r.masks_materialized and r.masks is None
-            masks[valid] = self.index.unpack(safe[valid]) if released else r.select(safe[valid]).masks
-            boxes[valid] = r.boxes[safe[valid]]
-            scores[valid] = r.scores[safe[valid]]
+        if valid.any():
+            bounds[valid] = distinct_bounds[slot[valid]]
+            boxes[valid] = r.boxes[indices[valid]]
+            scores[valid] = r.scores[indices[valid]]
         return SegmentationResult(
-            masks, boxes, scores, r.image_size, r.file_name, r.image, indices=indices,
-            prompt_ids=np.asarray(prompt_ids, dtype=np.int64).reshape(-1),
+            WindowedMasks(windows, bounds, r.image_size), boxes, scores, r.image_size, r.file_name, r.image,
+            indices=indices, prompt_ids=np.asarray(prompt_ids, dtype=np.int64).reshape(-1),
         )  # fmt: skip
+
+    def _windows(self, chosen: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Masks ``chosen`` (sorted distinct indices) cut to their boxes: shared with the result where it holds
+        windows or the array, else unpacked from the index one mask at a time (one ``H x W`` at most at once)."""
+        r = self.result
+        held = r.mask_windows()
+        if held is not None:
+            return [held.windows[k] for k in chosen.tolist()], held.bounds[chosen]
+        array = r.masks if r.masks_materialized else None  # None after release_masks, or a lazy form
+        windows, bounds = [], np.zeros((len(chosen), 4), dtype=np.int64)
+        for row, k in enumerate(chosen.tolist()):
+            mask = array[k] if array is not None else self.index.unpack(np.array([k]))[0]
+            [window], bounds[row] = tight_windows(mask[None])
+            windows.append(window if array is not None else window.copy())  # a copy lets the unpacked mask go
+        return windows, bounds
 
     def _merged(self, mask: np.ndarray, score: float) -> SegmentationResult:
         r = self.result
+        windows, bounds = tight_windows(mask[None])
         return SegmentationResult(
-            mask[None], mask_to_box(mask[None]).astype(np.float32), np.array([score], np.float32), r.image_size,
-            r.file_name, r.image, indices=np.array([-1]), prompt_ids=np.array([0]),
+            WindowedMasks(windows, bounds, r.image_size), bounds.astype(np.float32), np.array([score], np.float32),
+            r.image_size, r.file_name, r.image, indices=np.array([-1]), prompt_ids=np.array([0]),
         )  # fmt: skip
 
 
+def _held_windows(result: SegmentationResult) -> tuple[list[np.ndarray], np.ndarray]:
+    held = result.mask_windows()
+    return (list(held.windows), held.bounds) if held is not None else tight_windows(result.masks)
+
+
 def _concatenate(parts: list[SegmentationResult], base: SegmentationResult) -> SegmentationResult:
-    offsets, prompt_ids = 0, []
+    offsets, prompt_ids, windows, bounds = 0, [], [], []
     for part in parts:
         prompt_ids.append(part.prompt_ids + offsets)
         offsets += int(part.prompt_ids.max()) + 1 if len(part) else 0
+        part_windows, part_bounds = _held_windows(part)
+        windows.extend(part_windows)
+        bounds.append(np.asarray(part_bounds, dtype=np.int64).reshape(-1, 4))
     return SegmentationResult(
-        np.concatenate([p.masks for p in parts]), np.concatenate([p.boxes for p in parts]),
+        WindowedMasks(windows, np.concatenate(bounds), base.image_size), np.concatenate([p.boxes for p in parts]),
         np.concatenate([p.scores for p in parts]), base.image_size, base.file_name, base.image,
         indices=np.concatenate([p.indices for p in parts]), prompt_ids=np.concatenate(prompt_ids),
     )  # fmt: skip
@@ -235,10 +269,19 @@ class FastSAMPredictor:
         crate = predictor.boxes([[10, 20, 300, 400]])   # xyxy pixels
         both = predictor.prompt(points=[[420, 300], [50, 50]], labels=[1, 0], boxes=[[10, 20, 300, 400]])
 
+        predictor.set_images(["a.jpg", "b.jpg"])        # several images: say which one each prompt is for
+        b = predictor.points([[10, 20]], image=1)
+
+    The prompt methods answer for the image set last with :meth:`set_image` / :meth:`set_result`. After
+    :meth:`set_images` with several images they need ``image=`` (a position in that list); without it they raise
+    ``ValueError`` instead of guessing. The :class:`SegmentedImage` objects that :meth:`set_images` returns can be
+    prompted directly too.
+
     Args:
         model: a :class:`FastSAM`, or anything :class:`FastSAM` accepts (a name or a weights path).
         imgsz, conf, iou, max_det, retina: everything-mode settings (see :meth:`FastSAM.predict`).
-        text_scorer: scores crops against texts (default: CLIP ViT-B/32, loaded on the first text prompt).
+        text_scorer: scores crops against texts (default: CLIP ViT-B/32, loaded on the first text prompt; use
+            ``ClipScorer(checkpoint=PATH)`` for a local weights file).
     """
 
     def __init__(
@@ -255,44 +298,64 @@ class FastSAMPredictor:
         self.model = model if isinstance(model, FastSAM) else FastSAM(model, device=device)
         self.settings = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "retina": retina}
         self.text_scorer = text_scorer
-        self.current: SegmentedImage | None = None
+        self.images: list[SegmentedImage] = []
+
+    @property
+    def current(self) -> SegmentedImage | None:
+        """The image the prompt methods answer for: the only one held, or None when none or several are held."""
+        return self.images[0] if len(self.images) == 1 else None
 
     def set_image(self, image: ImageInput) -> SegmentedImage:
         """Segment one image (the slow step) and make it the target of the prompt methods."""
-        [self.current] = self.set_images([image])
-        return self.current
+        [session] = self.set_images([image])
+        return session
 
     def set_images(self, images: Sequence[ImageInput], batch_size: int = 8) -> list[SegmentedImage]:
-        """Segment several images in batches; returns one :class:`SegmentedImage` each (the last becomes current)."""
+        """Segment several images in batches; returns one :class:`SegmentedImage` each, in order.
+
+        The predictor then holds all of them: with more than one, prompt methods need ``image=i``.
+        """
         results = self.model.predict(list(images), batch_size=batch_size, **self.settings)
-        sessions = [SegmentedImage(r, self.text_scorer, str(self.model.device)) for r in results]
-        if sessions:
-            self.current = sessions[-1]
-        return sessions
+        self.images = [SegmentedImage(r, self.text_scorer, str(self.model.device)) for r in results]
+        return list(self.images)
 
     def set_result(self, result: SegmentationResult) -> SegmentedImage:
         """Prompt an existing everything-mode result (no network run)."""
-        self.current = SegmentedImage(result, self.text_scorer, str(self.model.device))
-        return self.current
+        self.images = [SegmentedImage(result, self.text_scorer, str(self.model.device))]
+        return self.images[0]
 
-    def _session(self) -> SegmentedImage:
-        if self.current is None:
+    def _session(self, image: int | None) -> SegmentedImage:
+        n = len(self.images)
+        if n == 0:
             raise RuntimeError("call set_image(image) before prompting")
-        return self.current
+        if image is None:
+            if n > 1:
+                raise ValueError(
+                    f"the predictor holds {n} images (from set_images): say which one this prompt is for with "
+                    f"image=0..{n - 1}, or prompt the SegmentedImage that set_images returned for it"
+                )
+            return self.images[0]
+        if isinstance(image, bool) or not isinstance(image, (int, np.integer)) or not -n <= image < n:
+            raise ValueError(f"image={image!r} is not a position among the {n} image(s) held: use 0..{n - 1}")
+        return self.images[int(image)]
 
-    def everything(self) -> SegmentationResult:
-        return self._session().everything()
+    def everything(self, image: int | None = None) -> SegmentationResult:
+        """All masks of the image (``image``: which one, after :meth:`set_images` with several)."""
+        return self._session(image).everything()
 
     def points(self, coords: Points, labels: Sequence[int] | np.ndarray | None = None, multimask: bool = False,
-               mode: PointMode = "best") -> SegmentationResult:  # fmt: skip
-        return self._session().points(coords, labels, multimask, mode)
+               mode: PointMode = "best", image: int | None = None) -> SegmentationResult:  # fmt: skip
+        """See :meth:`SegmentedImage.points`; ``image``: which image, after :meth:`set_images` with several."""
+        return self._session(image).points(coords, labels, multimask, mode)
 
-    def boxes(self, boxes: Boxes) -> SegmentationResult:
-        return self._session().boxes(boxes)
+    def boxes(self, boxes: Boxes, image: int | None = None) -> SegmentationResult:
+        """See :meth:`SegmentedImage.boxes`; ``image``: which image, after :meth:`set_images` with several."""
+        return self._session(image).boxes(boxes)
 
-    def text(self, queries: str | Sequence[str], top_k: int = 1) -> SegmentationResult:
-        return self._session().text(queries, top_k)
+    def text(self, queries: str | Sequence[str], top_k: int = 1, image: int | None = None) -> SegmentationResult:
+        """See :meth:`SegmentedImage.text`; ``image``: which image, after :meth:`set_images` with several."""
+        return self._session(image).text(queries, top_k)
 
-    def prompt(self, **kwargs) -> SegmentationResult:
-        """See :meth:`SegmentedImage.prompt`."""
-        return self._session().prompt(**kwargs)
+    def prompt(self, image: int | None = None, **kwargs) -> SegmentationResult:
+        """See :meth:`SegmentedImage.prompt`; ``image``: which image, after :meth:`set_images` with several."""
+        return self._session(image).prompt(**kwargs)

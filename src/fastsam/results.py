@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastsam.masks import DeviceMasks, LazyMasks, WindowedMasks
+from fastsam.masks import DeviceMasks, LazyMasks, RunMasks, WindowedMasks
 from fastsam.ops.rle import box_xyxy_to_xywh, mask_area, mask_to_polygons, mask_to_rle
 from fastsam.visualize import overlay, save_png
 
@@ -22,7 +22,7 @@ class SegmentationResult:
 
     Attributes:
         masks: ``(N, H, W)`` bool, at the original image resolution. Results made by :class:`fastsam.FastSAM`
-            hold their masks in a lighter form until ``masks`` is first read (box windows on a CPU, the tensor
+            hold their masks in a lighter form until ``masks`` is first read (column-major runs on a CPU, the tensor
             itself on a GPU; see :mod:`fastsam.masks`), and :meth:`to_rle`, :meth:`to_sa1b`, :meth:`areas`,
             ``len`` and :meth:`select` work on that form: getting COCO RLE out never lays out the full array.
             A torch tensor given here is kept on its device that way. :meth:`materialize_masks` makes the array now.
@@ -56,8 +56,16 @@ class SegmentationResult:
         return not isinstance(self._masks, LazyMasks)
 
     def mask_windows(self) -> WindowedMasks | None:
-        """The box windows the masks are held as until first read (see :mod:`fastsam.masks`); None otherwise."""
+        """The box windows the masks are held as until first read (see :mod:`fastsam.masks`); None otherwise. Masks
+        held as runs give their tight-box windows, each decoded when read."""
+        if isinstance(self._masks, RunMasks):
+            return self._masks.windowed()
         return self._masks if isinstance(self._masks, WindowedMasks) else None
+
+    def mask_runs(self) -> RunMasks | None:
+        """The column-major runs the masks are held as until first read (the CPU path of :class:`fastsam.FastSAM`;
+        see :class:`~fastsam.masks.RunMasks`: compact, with point and box queries); None otherwise."""
+        return self._masks if isinstance(self._masks, RunMasks) else None
 
     def materialize_masks(self) -> SegmentationResult:
         """Lay the masks out as the numpy array now (frees device memory a tensor held); returns ``self``."""
@@ -157,6 +165,27 @@ class SegmentationResult:
         ]
         return {"image": image_info, "annotations": annotations}
 
+    def to_sam_records(
+        self, output_mode: str = "binary_mask", stability_scores: np.ndarray | None = None, points_per_side: int = 32
+    ) -> list[dict[str, Any]]:
+        """The masks as segment-anything's ``SamAutomaticMaskGenerator.generate`` records (see
+        :mod:`fastsam.ops.sam_records`): ``segmentation`` (``output_mode``: ``"binary_mask"``, ``"uncompressed_rle"``
+        or ``"coco_rle"``), ``area``, ``bbox`` (XYWH, SAM's inclusive last pixel), ``predicted_iou`` (the score),
+        ``point_coords`` (the first point of SAM's ``points_per_side`` grid inside the mask), ``stability_score``
+        (``stability_scores`` if given, else None: a result keeps no logits; ``fastsam.sam``'s generator computes
+        it) and ``crop_box`` (the whole image). Masks held as windows or runs are encoded without laying out the
+        ``(N, H, W)`` array.
+        """
+        from fastsam.ops.rle import tight_windows
+        from fastsam.ops.sam_records import sam_records
+
+        held = self.mask_windows()
+        if held is None and hasattr(self._masks, "windowed"):  # masks held as runs: their tight windows
+            held = self._masks.windowed()
+        windows, bounds = (list(held.windows), held.bounds) if held is not None else tight_windows(self.masks)
+        return sam_records(windows, bounds, self.image_size, self.scores, output_mode, stability_scores,
+                           points_per_side=points_per_side)  # fmt: skip
+
     def save_json(self, path: str | os.PathLike[str], image_id: int | None = None) -> Path:
         """Write :meth:`to_sa1b` as JSON to ``path`` (parent folders are created); returns the path."""
         path = Path(path)
@@ -191,6 +220,50 @@ class SegmentationResult:
             (outer boundaries and holes).
         """
         return [mask_to_polygons(mask, min_area=min_area) for mask in self.masks]
+
+    def to_supervision(self, class_id: Any = None, class_name: str = "object") -> Any:
+        """The masks as a ``supervision.Detections``, for supervision's annotators and trackers.
+
+        Needs the optional extra ``supervision`` (``pip install 'fastsam[supervision]'``).
+
+        Args:
+            class_id: ``(N,)`` ints, one per mask (default: all 0, the one class-agnostic class).
+            class_name: the name stored as ``data["class_name"]`` for every mask (supervision's label annotator
+                shows it).
+
+        Returns:
+            ``Detections`` with ``xyxy`` ``(N, 4)`` float32 pixels (from ``boxes``), ``mask`` ``(N, H, W)`` bool,
+            ``confidence`` ``(N,)`` float32 (``scores``), ``class_id`` ``(N,)`` int64, and ``data`` holding
+            ``"class_name"``, plus ``"mask_index"`` / ``"prompt_id"`` for prompt results. Masks that answer no
+            prompt (index -1) stay in, all False, so that detection ``i`` is mask ``i``.
+
+        supervision's annotators take numpy images as BGR (OpenCV's order): give them ``Image.fromarray(result.image)``
+        or ``result.image[..., ::-1]``.
+        """
+        try:
+            import supervision as sv
+        except ImportError:
+            raise ImportError(
+                "result.to_supervision() needs the supervision package: pip install 'fastsam[supervision]'"
+            ) from None
+        n = len(self)
+        ids = np.zeros(n, dtype=np.int64) if class_id is None else np.asarray(class_id, dtype=np.int64).reshape(-1)
+        if ids.shape != (n,):
+            raise ValueError(f"class_id must hold one integer per mask ({n}), got shape {ids.shape}")
+        data: dict[str, Any] = {"class_name": np.array([class_name] * n, dtype=object)}
+        if self.indices is not None:
+            data["mask_index"] = np.asarray(self.indices, dtype=np.int64)
+        if self.prompt_ids is not None:
+            data["prompt_id"] = np.asarray(self.prompt_ids, dtype=np.int64)
+        height, width = (int(v) for v in self.image_size)
+        masks = self.masks if n else np.zeros((0, height, width), dtype=bool)
+        return sv.Detections(
+            xyxy=np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4),
+            mask=np.asarray(masks, dtype=bool),
+            confidence=np.asarray(self.scores, dtype=np.float32).reshape(-1),
+            class_id=ids,
+            data=data,
+        )
 
     def render(
         self, alpha: float = 0.5, contours: bool = False, random_colors: bool = True, seed: int = 0

@@ -5,21 +5,32 @@ Ray keeps one model per actor). Each actor asks Ray for ``num_gpus`` (a fraction
 and ``num_cpus``; there are ``concurrency`` actors. The records go out through Ray's Parquet writer, or a JSON-lines
 datasink, as files in the output folder (a local path on one machine, a shared or object-store URI on a cluster).
 
+Workers read the inputs and write the outputs in their own processes, with their own environment: storage settings
+(``AWS_ENDPOINT_URL``, credentials) set on the driver only do not reach them unless they are passed in a Ray
+``runtime_env`` (``env_vars``), which :func:`connect` gives the job and :func:`run_ray` gives each of its tasks.
+Images a worker cannot read are left out of the output and reported to a :class:`fastsam.batch.summary.RunTally`
+actor, so the driver can say which ones are left for the next run.
+
 Ray is imported only when this engine runs; without it, :func:`require_ray` says how to install it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .payload import ModelPayload
 from .resume import list_partitions, scan_output
-from .summary import BatchSummary
+from .storage import RetryPolicy, StorageError, is_storage_error, reason, settings_hint, store_of
+from .summary import BatchSummary, RunTally
 from .worker import SegmentWorker
+
+_QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
 
 INSTALL_HINT = 'pip install "fastsam[ray]"'
 
@@ -35,22 +46,89 @@ def require_ray() -> Any:
     return ray
 
 
-def connect(address: str | None = None) -> bool:
+def connect(address: str | None = None, runtime_env: dict[str, Any] | None = None, quiet: bool = True) -> bool:
     """Join the Ray cluster at ``address`` (or ``$RAY_ADDRESS``), or start a local instance when neither is set.
+
+    Args:
+        address: the cluster (``"auto"``, ``"ray://host:10001"``, ...).
+        runtime_env: the job's Ray runtime environment (e.g. ``{"env_vars": {"AWS_ENDPOINT_URL": ...}}``).
+        quiet: keep Ray's own log lines and the workers' output off this process's terminal (errors still show).
 
     Returns:
         True if this call started or joined Ray (the caller should ``ray.shutdown()`` when done), False if Ray was
-        already initialised in this process (then ``address`` is ignored).
+        already initialised in this process (then ``address`` is ignored, and ``runtime_env`` only reaches the
+        tasks of :func:`run_ray`, which pass it on).
     """
     ray = require_ray()
     if ray.is_initialized():
         return False
+    options: dict[str, Any] = {"log_to_driver": not quiet, "logging_level": logging.ERROR if quiet else logging.INFO}
+    if runtime_env:
+        options["runtime_env"] = runtime_env
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        ray.init(include_dashboard=False)
-    else:
-        ray.init(address=address)
+    with _quiet_loggers(quiet), _native_stderr_silenced(quiet), _native_log_level("fatal" if quiet else None):
+        if address is None:
+            ray.init(include_dashboard=False, **options)
+        else:
+            ray.init(address=address, **options)
     return True
+
+
+@contextlib.contextmanager
+def _native_log_level(level: str | None) -> Iterator[None]:
+    """``RAY_BACKEND_LOG_LEVEL`` set to ``level`` inside the block, unless the user set it (None: left alone).
+
+    Ray's C++ core reads it when it starts: the driver's then prints no error line per model actor on stderr. The
+    processes a local instance starts meanwhile (raylet, GCS, their workers) inherit it, so their C++ log files
+    keep fatal lines only; ``--debug`` (quiet off) keeps Ray's levels.
+    """
+    if level is None or "RAY_BACKEND_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = level
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(quiet: bool) -> Iterator[None]:
+    """File descriptor 2 to the null device inside the block (when ``quiet``), for the start-up lines Ray's C++ code
+    prints there whatever the log level; whatever else is written to the process's stderr meanwhile is lost too
+    (exceptions still propagate)."""
+    if not quiet:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (e.g. some embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _quiet_loggers(quiet: bool) -> Iterator[None]:
+    """Ray's Python loggers at ERROR inside the block (when ``quiet``), as they were afterwards."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def plan_workers(
@@ -111,6 +189,9 @@ def run_ray(
     backend: str = "auto",
     compile: bool | str = False,
     progress: bool = True,
+    retry: RetryPolicy | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    quiet: bool = True,
 ) -> BatchSummary:
     """Segment the images named by ``keys`` on the Ray cluster this process is connected to (see :func:`connect`).
 
@@ -129,17 +210,30 @@ def run_ray(
             one; see :func:`fastsam.batch.payload.unpack_model`).
         threads: torch threads per actor (default: ``num_cpus_per_worker`` rounded down, at least 1).
         progress: Ray Data progress bars.
+        retry: how the actors retry reads (default: :class:`fastsam.batch.storage.RetryPolicy`).
+        runtime_env: Ray runtime environment of the model actors and the write tasks (e.g. ``env_vars`` with
+            storage endpoints and credentials), merged by Ray with the job's.
+        quiet: Ray Data's log lines off (errors still show).
 
     Returns:
-        The run's summary (images and failures are read back from the partition files it wrote).
+        The run's summary (images and failures are read back from the partition files it wrote; masks and the
+        images left for the next run are reported by the actors).
+
+    Raises:
+        StorageError: the workers could not write the output (one line naming the store and what to check).
     """
     ray = require_ray()
     from ray.data import DataContext
 
     start = time.perf_counter()
     gpus, actors = plan_workers(num_gpus_per_worker, num_cpus_per_worker, concurrency, device)
-    DataContext.get_current().enable_progress_bars = progress
+    context = DataContext.get_current()
+    context.enable_progress_bars = progress
+    if quiet:
+        context.print_on_execution_start = False
+        context.enable_auto_log_stats = False
     before = list_partitions(dest, fmt)
+    tally = ray.remote(num_cpus=0)(RunTally).remote()
     items = [{"path": key} for key in keys]
     dataset = ray.data.from_items(items, **_blocks_option(ray.data.from_items, len(items), batch_size, actors))
     worker_options = {
@@ -153,12 +247,15 @@ def run_ray(
         "threads": threads if threads is not None else max(1, int(num_cpus_per_worker)),
         "backend": backend,
         "compile": compile,
+        "retry": retry,
+        "tally": tally,
     }
     resources: dict[str, Any] = {"num_cpus": num_cpus_per_worker}
     if gpus > 0:
         resources["num_gpus"] = gpus
     if memory_per_worker:
         resources["memory"] = int(memory_per_worker)
+    remote_args: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
     records = dataset.map_batches(
         SegmentWorker,
         fn_constructor_kwargs=worker_options,
@@ -166,15 +263,42 @@ def run_ray(
         batch_format="numpy",
         **_actors_option(ray, actors),
         **resources,
+        **remote_args,
     )
-    if fmt == "parquet":
-        records.write_parquet(dest, **_rows_option(records.write_parquet, rows_per_file))
+    try:
+        with _quiet_loggers(quiet):
+            if fmt == "parquet":
+                records.write_parquet(dest, ray_remote_args=remote_args,
+                                      **_rows_option(records.write_parquet, rows_per_file))  # fmt: skip
+            else:
+                records.write_datasink(_jsonl_datasink(dest, rows_per_file), ray_remote_args=remote_args)
+    except Exception as err:
+        cause = root_cause(err)
+        if is_storage_error(cause):
+            raise StorageError(f"cannot write to {store_of(dest)} from the Ray workers ({settings_hint(dest)}; "
+                               f"give the workers the variables with --env NAME): {reason(cause)}") from None  # fmt: skip
+        raise
     else:
-        records.write_datasink(_jsonl_datasink(dest, rows_per_file))
+        masks, _, examples = ray.get(tally.report.remote())
+    finally:
+        ray.kill(tally)
     new_files = sorted(list_partitions(dest, fmt) - before)
     written = scan_output(dest, fmt, only=new_files, quarantine=False)
-    return BatchSummary(engine="ray", images=len(written.keys), failed=written.errors,
-                        seconds=time.perf_counter() - start, files=new_files)  # fmt: skip
+    left = len(set(keys) - set(written.keys))
+    return BatchSummary(engine="ray", images=len(written.keys), failed=written.errors, masks=masks, left=left,
+                        left_examples=examples, seconds=time.perf_counter() - start, files=new_files)  # fmt: skip
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The exception a Ray error stands for: ``RayTaskError.cause``, else the end of the ``__cause__`` chain."""
+    seen = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        inner = getattr(err, "cause", None) or err.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        err = inner
+    return err
 
 
 def _blocks_option(read: Any, rows: int, batch_size: int, actors: int) -> dict[str, int]:

@@ -12,8 +12,10 @@ A row is a plain dict (JSON-serialisable) with these keys, in this order:
   ``{"size": [H, W], "counts": str}``), ``bbox`` (``[x, y, w, h]`` float pixels of the original image),
   ``area`` (int pixels), ``predicted_iou`` (float, the mask's confidence score), ``point_coords`` (``[]``) and
   ``crop_box`` (``[0, 0, W, H]``).
-* ``error`` (str or ``None``): why the image has no annotations (``"load: ..."`` unreadable or not an image,
-  ``"segment: ..."`` the network failed on its batch).
+* ``error`` (str or ``None``): why the image has no annotations (``"load: ..."`` its bytes are not a decodable
+  image, ``"segment: ..."`` the network failed on its batch). An image whose bytes could not be *read* (storage
+  failure) gets a ``"storage: ..."`` record from :func:`fastsam.batch.worker.segment_records` that is never
+  written (:func:`is_left_out`): it is not done, and the next run reads it again.
 
 :func:`arrow_schema` is the same schema for pyarrow (Parquet), so that every partition file has identical types,
 including files that hold only failed images.
@@ -29,6 +31,9 @@ from ..results import SegmentationResult
 
 COLUMNS: tuple[str, ...] = ("path", "file_name", "image_id", "height", "width", "annotations", "error")
 """The record's keys, in column order."""
+
+STORAGE_STAGE = "storage"
+"""The ``error`` prefix of a record whose image could not be read from storage (never written: see above)."""
 
 
 def file_name_of(key: str) -> str:
@@ -67,6 +72,17 @@ def error_record(key: str, error: str) -> dict[str, Any]:
         "annotations": None,
         "error": error,
     }
+
+
+def is_left_out(record: dict[str, Any]) -> bool:
+    """Whether a record stands for an image whose bytes could not be read: it is not written, so it stays to do."""
+    error = record.get("error")
+    return error is not None and error.startswith(f"{STORAGE_STAGE}: ")
+
+
+def left_out_reason(record: dict[str, Any]) -> str:
+    """Why a left-out record's image could not be read (its ``error`` without the ``"storage: "`` prefix)."""
+    return record["error"][len(STORAGE_STAGE) + 2 :]
 
 
 def arrow_schema() -> Any:

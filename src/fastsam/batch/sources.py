@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..io import IMAGE_EXTENSIONS, list_images
 from .filesystems import local_path, remote_filesystem, scheme_of
+from .storage import is_storage_error, unreachable
 
 
 def list_sources(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -24,6 +25,9 @@ def list_sources(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
 
     Returns:
         ``(keys, problems)``: absolute local paths or URIs, and one message per input that matched nothing.
+
+    Raises:
+        StorageError: a remote store cannot be listed (unreachable endpoint, credentials, permissions).
     """
     keys: list[str] = []
     problems: list[str] = []
@@ -33,7 +37,12 @@ def list_sources(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
             found, issues = list_images([raw])
             listed = [local_path(str(p)) for p in found]
         else:
-            listed, issues = _list_remote(raw)
+            try:
+                listed, issues = _list_remote(raw)
+            except Exception as err:
+                if is_storage_error(err):
+                    raise unreachable(raw, err) from None
+                raise
         problems.extend(issues)
         for key in listed:
             if key not in seen:
@@ -64,10 +73,7 @@ def _list_remote(uri: str) -> tuple[list[str], list[str]]:
     base = body[: magic.start()].rsplit("/", 1)[0]  # the fixed folder part before the first wildcard
     fs, path = remote_filesystem(prefix + base)
     pattern = _glob_regex(body[len(base) + 1 :])
-    try:
-        entries = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    except OSError as err:
-        return [], [f"{uri}: cannot list {prefix + base}: {err}"]
+    entries = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     keys = []
     for entry in entries:
         relative = entry.path[len(path.rstrip("/")) + 1 :]

@@ -16,6 +16,7 @@ from typing import Any
 from .filesystems import local_path, remote_filesystem, scheme_of
 from .records import to_table
 from .resume import SUFFIXES
+from .storage import RetryPolicy, StorageError, call_with_retries, is_storage_error, unreachable
 
 
 def new_run_id() -> str:
@@ -30,24 +31,37 @@ class PartitionWriter:
         dest: output folder, local path or URI (created if needed).
         fmt: ``"parquet"`` (needs pyarrow) or ``"jsonl"`` (one JSON record per line).
         rows_per_file: records per partition file; the last file of a run may hold fewer.
+        retry: how a failed write is retried (default: :class:`fastsam.batch.storage.RetryPolicy`).
+
+    Raises:
+        StorageError: ``dest`` cannot be created or written (after retries), as one line naming the store.
     """
 
-    def __init__(self, dest: str, fmt: str = "parquet", rows_per_file: int = 1000) -> None:
+    def __init__(
+        self, dest: str, fmt: str = "parquet", rows_per_file: int = 1000, retry: RetryPolicy | None = None
+    ) -> None:
         if fmt not in SUFFIXES:
             raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(SUFFIXES)}")
         if rows_per_file < 1:
             raise ValueError(f"rows_per_file must be at least 1, got {rows_per_file}")
         self.fmt, self.rows_per_file = fmt, rows_per_file
+        self.dest, self.retry = dest, retry or RetryPolicy()
         self.run_id = new_run_id()
         self.written: list[str] = []
         self._buffer: list[dict[str, Any]] = []
-        if scheme_of(dest) is None:
-            self._fs, self._root = None, local_path(dest)
-            os.makedirs(self._root, exist_ok=True)
-        else:
-            self._fs, path = remote_filesystem(dest)
-            self._root = path.rstrip("/")
-            self._fs.create_dir(self._root, recursive=True)
+        self._fs: Any = None
+        try:
+            if scheme_of(dest) is None:
+                self._root = local_path(dest)
+                call_with_retries(lambda: os.makedirs(self._root, exist_ok=True), self.retry)
+            else:
+                self._fs, path = remote_filesystem(dest)
+                self._root = path.rstrip("/")
+                call_with_retries(lambda: self._fs.create_dir(self._root, recursive=True), self.retry)
+        except Exception as err:
+            if is_storage_error(err):
+                raise unreachable(dest, err, "write to") from None
+            raise
 
     def add(self, record: dict[str, Any]) -> None:
         """Buffer one record; a full buffer is written out as one partition file."""
@@ -61,15 +75,13 @@ class PartitionWriter:
             return None
         name = f"part-{self.run_id}-{len(self.written):05d}{SUFFIXES[self.fmt]}"
         data = self._encode(self._buffer)
-        tmp = f"_{name}.tmp"
-        if self._fs is None:
-            with open(os.path.join(self._root, tmp), "wb") as handle:
-                handle.write(data)
-            os.replace(os.path.join(self._root, tmp), os.path.join(self._root, name))
-        else:
-            with self._fs.open_output_stream(f"{self._root}/{tmp}") as stream:
-                stream.write(data)
-            self._fs.move(f"{self._root}/{tmp}", f"{self._root}/{name}")
+        try:
+            call_with_retries(lambda: write_atomically(self._fs, self._root, name, data), self.retry)
+        except Exception as err:
+            if is_storage_error(err):
+                done = f"; the {len(self.written)} file(s) written before are kept, run again to finish"
+                raise StorageError(f"{unreachable(self.dest, err, 'write to')}{done}") from None
+            raise
         self._buffer = []
         self.written.append(name)
         return name
@@ -81,8 +93,9 @@ class PartitionWriter:
     def __enter__(self) -> PartitionWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None or not issubclass(kind, StorageError):  # a failed store is not tried once more
+            self.close()
 
     def _encode(self, records: list[dict[str, Any]]) -> bytes:
         if self.fmt == "jsonl":
@@ -93,3 +106,17 @@ class PartitionWriter:
         sink = pa.BufferOutputStream()
         pq.write_table(to_table(records), sink)
         return sink.getvalue().to_pybytes()
+
+
+def write_atomically(fs: Any, root: str, name: str, data: bytes) -> None:
+    """Write ``data`` as ``root/name`` through a ``_<name>.tmp`` file and a rename (``fs`` None: local folder), so
+    that readers never see a partial file; an existing ``name`` is replaced."""
+    tmp = f"_{name}.tmp"
+    if fs is None:
+        with open(os.path.join(root, tmp), "wb") as handle:
+            handle.write(data)
+        os.replace(os.path.join(root, tmp), os.path.join(root, name))
+    else:
+        with fs.open_output_stream(f"{root}/{tmp}") as stream:
+            stream.write(data)
+        fs.move(f"{root}/{tmp}", f"{root}/{name}")

@@ -1,8 +1,84 @@
-"""Options shared by several commands."""
+"""Options shared by several commands: one name, one meaning and one default for each concept.
+
+* ``--out``/``-o``: where the outputs go (a folder, or a file where a command writes one file).
+* ``--batch-size``: images per forward pass (per optimiser step in ``train``).
+* ``--workers``: parallel workers that read and prepare inputs (decoding threads in ``segment``/``batch``,
+  data-loading processes in ``train``, conversion processes in ``data convert``); default
+  :func:`fastsam.ops.parallel.default_workers`.
+* ``--quiet``: no progress bars.
+* ``--debug``: full tracebacks instead of one-line errors.
+
+Older spellings (``--output``, ``--batch``, ``--no-progress``) are accepted as hidden aliases that print a one-line
+note; they go in a later release.
+
+Exit codes of every command: 0 all done, 1 some inputs failed or the command could not run, 2 usage error
+(:class:`UsageError`, or argparse's own).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible, whatever the inputs (exit code 2, no input read)."""
+
+
+class _Alias(argparse.Action):
+    """An older spelling of an option: stores into the new option's ``dest``, hidden from ``--help``, noted once."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        print(f"note: {option_string} is now {self.new} (the old spelling goes in a later release)", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_alias(parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: str, dest: str,
+              flag: bool = False, type: Any = None) -> None:  # fmt: skip
+    """Accept ``old`` as a hidden spelling of option ``new`` (``flag``: a ``store_true`` switch)."""
+    if flag:
+        parser.add_argument(old, dest=dest, action=_Alias, new=new, nargs=0, const=True)
+    else:
+        parser.add_argument(old, dest=dest, action=_Alias, new=new, type=type)
+
+
+def add_out_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str, default: Any = None,
+                   type: Any = None, metavar: str | None = None, old: bool = False) -> None:  # fmt: skip
+    """``--out``/``-o`` (``old``: also the hidden older spelling ``--output``, where a command had it)."""
+    parser.add_argument("--out", "-o", dest="out", type=type, default=default, metavar=metavar, help=help)
+    if old:
+        add_alias(parser, "--output", "--out", dest="out", type=type)
+
+
+def add_batch_size_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: int | None,
+                          help: str, old: bool = False) -> None:  # fmt: skip
+    """``--batch-size`` (``old``: also the hidden older spelling ``--batch``, where a command had it)."""
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=default, help=help)
+    if old:
+        add_alias(parser, "--batch", "--batch-size", dest="batch_size", type=int)
+
+
+def add_workers_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str,
+                       default: int | None = None) -> None:  # fmt: skip
+    """``--workers``: parallel input workers (``what`` says which kind in this command)."""
+    from ..ops.parallel import default_workers
+
+    chosen = default_workers() if default is None else default
+    parser.add_argument("--workers", type=int, default=chosen,
+                        help=f"parallel input workers: {what} (default: one per core, at most 4)")  # fmt: skip
+
+
+def add_quiet_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: bool = False) -> None:
+    """``--quiet`` (``old``: also the hidden older spelling ``--no-progress``, where a command had it)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if old:
+        add_alias(parser, "--no-progress", "--quiet", dest="quiet", flag=True)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +142,7 @@ def model_from_args(args: argparse.Namespace):  # -> fastsam.engine.FastSAM (imp
     )
 
 
-def add_inference_options(parser: argparse.ArgumentParser, batch_size: int | None = 4) -> None:
+def add_inference_options(parser: argparse.ArgumentParser, batch_size: int | None = None) -> None:
     """Add --imgsz/--conf/--iou/--max-det/--retina/--batch-size. ``batch_size=None``: chosen by the device later
     (:func:`default_batch_size`)."""
     group = parser.add_argument_group("inference")
@@ -80,13 +156,27 @@ def add_inference_options(parser: argparse.ArgumentParser, batch_size: int | Non
         default=True,
         help="full-resolution masks; --no-retina builds them at network resolution (faster, coarser) (default: on)",
     )
-    group.add_argument(
-        "--batch-size",
-        type=int,
+    add_batch_size_option(
+        group,
         default=batch_size,
         help="images per forward pass (default: "
         + ("1 on CPU, where batching only adds memory traffic, 4 on GPUs)" if batch_size is None else "%(default)s)"),
     )
+
+
+def check_inference_args(args: argparse.Namespace) -> None:
+    """The options of :func:`add_inference_options` that cannot work whatever the images: :class:`UsageError`."""
+    from ..checks import check_imgsz, check_thresholds
+
+    try:
+        check_imgsz(args.imgsz)
+        check_thresholds(args.conf, args.iou, args.max_det)
+    except ValueError as err:
+        raise UsageError(f"--{err}".replace("max_det", "max-det")) from None
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        raise UsageError(f"--workers must be at least 0, got {args.workers}")
 
 
 def default_batch_size(device_type: str) -> int:

@@ -7,7 +7,7 @@ import logging
 import os
 
 from ..training.records import DATA_FORMATS
-from .common import add_debug_option
+from .common import UsageError, add_debug_option, add_quiet_option, add_workers_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "(default: keep the size; e.g. 1024 for SA-1B at the paper's training size)")
     convert.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default: %(default)s)")
     convert.add_argument("--shard-size", type=int, default=1000, help="images per shard (default: %(default)s)")
-    convert.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="conversion processes; 0: in this process (default: %(default)s)")
-    convert.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_workers_option(convert, "conversion processes; 0: in this process")
+    add_quiet_option(convert, old=True)
     add_debug_option(convert)
     convert.set_defaults(run=run_convert)
 
@@ -48,16 +48,16 @@ def run_convert(args: argparse.Namespace) -> int:
     from ..training.shards import convert_dataset
 
     if args.max_side is not None and args.max_side < 32:
-        raise ValueError(f"--max-side must be at least 32, got {args.max_side}")
+        raise UsageError(f"--max-side must be at least 32, got {args.max_side}")
     if not 1 <= args.quality <= 100:
-        raise ValueError(f"--quality must be in 1..100, got {args.quality}")
+        raise UsageError(f"--quality must be in 1..100, got {args.quality}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     records, report = load_records(args.src, args.format)
     if not records:
         raise ValueError(f"no usable image in {args.src} ({report.summary()})")
     index = convert_dataset(
         records, args.out, report, max_side=args.max_side, quality=args.quality, per_shard=args.shard_size,
-        workers=args.workers, progress=not args.no_progress, source={"path": os.path.abspath(args.src), "format": args.format},
+        workers=args.workers, progress=not args.quiet, source={"path": os.path.abspath(args.src), "format": args.format},
     )
     print(f"converted {args.src} -> {args.out}: {len(index['shards'])} shard(s); {report.summary()}")
     skipped_images, skipped_annotations = sum(report.skipped_images.values()), sum(report.skipped_annotations.values())

@@ -8,7 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_debug_option, add_model_options
+from .common import (
+    UsageError,
+    add_debug_option,
+    add_model_options,
+    add_out_option,
+    add_quiet_option,
+    add_workers_option,
+    check_inference_args,
+)
 
 
 def _add_inference(parser: argparse.ArgumentParser, conf: float = 0.4, max_det: int = 300, retina: bool = True) -> None:
@@ -29,14 +37,10 @@ def _add_inference(parser: argparse.ArgumentParser, conf: float = 0.4, max_det: 
 
 
 def _add_common(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("eval_out"),
-        help=f"output folder for {name}.json and {name}.md (default: %(default)s)",
-    )
+    add_out_option(parser, type=Path, default=Path("eval_out"),
+                   help=f"output folder for {name}.json and {name}.md (default: %(default)s)")  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     add_debug_option(parser)
 
 
@@ -70,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--max-dist", type=float, default=0.0075, help="matching radius / image diagonal (default: %(default)s)"
     )
     edges.add_argument("--no-thin", dest="thin", action="store_false", help="do not thin the thresholded maps")
-    edges.add_argument("--workers", type=int, default=None, help="benchmark processes (default: CPU count)")
+    add_workers_option(edges, "boundary-benchmark processes")
     edges.add_argument(
         "--edge-source",
         choices=("prob", "mask"),
@@ -132,6 +136,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_common(speed, "speed")
     speed.set_defaults(run=run_speed)
 
+    tracking = evals.add_parser(
+        "tracking",
+        help="tracking metrics: HOTA, MOTA, IDF1 (MOTS) or J&F (DAVIS), by TrackEval",
+        description="Score tracking output with TrackEval. MOTS text files (fastsam track's <name>.mots.txt) against "
+        "MOTS ground truth: HOTA (DetA, AssA, LocA), CLEAR MOT (MOTA, MOTP, ID switches), IDF1. Or DAVIS palette PNGs "
+        "(fastsam track --format davis) against a DAVIS tree (Annotations/480p/<sequence>/*.png): J&F (region IoU J, "
+        "boundary F-measure F; mean, recall, decay). No model is run.",
+    )
+    tracking.add_argument("--pred", type=Path, required=True,
+                          help="a MOTS text file or a folder of <seq>.txt / <seq>.mots.txt; for DAVIS a folder of "
+                          "<seq>/00000.png ...")  # fmt: skip
+    tracking.add_argument("--gt", type=Path, required=True,
+                          help="a MOTS text file, a folder of <seq>.txt or MOTSChallenge <seq>/gt/gt.txt, or a DAVIS "
+                          "root with Annotations/")  # fmt: skip
+    tracking.add_argument("--benchmark", choices=("auto", "mots", "davis"), default="auto",
+                          help="auto: DAVIS when --gt holds Annotations/, else MOTS (default: %(default)s)")  # fmt: skip
+    add_out_option(tracking, type=Path, default=Path("eval_out"),
+                   help="output folder for tracking.json and tracking.md (default: %(default)s)")  # fmt: skip
+    add_debug_option(tracking)
+    tracking.set_defaults(run=run_tracking)
+
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -183,6 +208,7 @@ def _images_line(out: dict) -> str:
 
 
 def run_edges(args: argparse.Namespace) -> int:
+    check_inference_args(args)  # before any image is read
     from ..evaluation.bsds_data import list_bsds
     from ..evaluation.edge_pipeline import evaluate_edge_folder, evaluate_model_edges
     from ..evaluation.report import PAPER_EDGES, metrics_table, plot_pr_curve, write_json, write_markdown
@@ -252,6 +278,7 @@ def run_edges(args: argparse.Namespace) -> int:
 
 
 def run_proposals(args: argparse.Namespace) -> int:
+    check_inference_args(args)  # before any image is read
     from ..evaluation.proposals import evaluate_proposals
     from ..evaluation.report import (
         PAPER_PROPOSALS_COCO,
@@ -293,7 +320,7 @@ def run_proposals(args: argparse.Namespace) -> int:
     write_markdown(f"{out['dataset'].upper()} proposals", sections, args.out / "proposals.md")
     b = out["box"]
     print(
-        f"box AR@10 {b['AR@10']:.3f}  AR@100 {b['AR@100']:.3f}  AR@1000 {b['AR@1000']:.3f}  "
+        f"box AR@10 {100 * b['AR@10']:.1f} %  AR@100 {100 * b['AR@100']:.1f} %  AR@1000 {100 * b['AR@1000']:.1f} %  "
         f"({out['images']} images); wrote {args.out}",
         file=sys.stderr,
     )
@@ -301,6 +328,7 @@ def run_proposals(args: argparse.Namespace) -> int:
 
 
 def run_instances(args: argparse.Namespace) -> int:
+    check_inference_args(args)  # before any image is read
     from ..evaluation.instances import evaluate_instances
     from ..evaluation.report import PAPER_INSTANCES, metrics_table, write_json, write_markdown
 
@@ -348,9 +376,9 @@ def _point_counts(text: str) -> list[int]:
     try:
         counts = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise ValueError(f"--points {text!r} must be comma-separated integers") from None
+        raise UsageError(f"--points {text!r} must be comma-separated integers") from None
     if not counts or any(c < 1 for c in counts):
-        raise ValueError(f"--points {text!r} must be positive integers")
+        raise UsageError(f"--points {text!r} must be positive integers")
     return counts
 
 
@@ -361,6 +389,7 @@ SPEED_PAPER_NOTE = (
 
 
 def run_speed(args: argparse.Namespace) -> int:
+    check_inference_args(args)  # before any image is read
     from ..evaluation.report import write_json, write_markdown
     from ..evaluation.speed import speed_table, time_fastsam
 
@@ -388,4 +417,35 @@ def run_speed(args: argparse.Namespace) -> int:
     sections = [("Setting", _settings_lines(setting)), ("ms per image", f"{table}\n\n{SPEED_PAPER_NOTE}")]
     write_markdown("FastSAM speed", sections, args.out / "speed.md")
     print(table)
+    return 0
+
+
+def run_tracking(args: argparse.Namespace) -> int:
+    from ..evaluation.report import metrics_table, write_json, write_markdown
+    from ..evaluation.tracking import evaluate_davis, evaluate_mots
+
+    for role, path in (("--pred", args.pred), ("--gt", args.gt)):
+        if not path.exists():
+            raise UsageError(f"{role} {path}: not found")
+    benchmark = args.benchmark
+    if benchmark == "auto":
+        benchmark = "davis" if (args.gt / "Annotations").is_dir() else "mots"
+    start = time.perf_counter()
+    out = (evaluate_davis if benchmark == "davis" else evaluate_mots)(args.pred, args.gt)
+    out.update(benchmark=benchmark, pred=str(args.pred), gt=str(args.gt), seconds=time.perf_counter() - start)
+    write_json(out, args.out / "tracking.json")
+    combined = out["combined"]
+    if benchmark == "davis":
+        keys = ("J&F", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+        line = "J&F {J&F:.4f}  J {J-Mean:.4f}  F {F-Mean:.4f}"
+    else:
+        keys = ("HOTA", "DetA", "AssA", "LocA", "MOTA", "MOTP", "IDF1", "IDP", "IDR")
+        line = "HOTA {HOTA:.4f}  MOTA {MOTA:.4f}  IDF1 {IDF1:.4f}  ID switches {IDSW:.0f}"
+    table = metrics_table({k: combined[k] for k in keys if k in combined})
+    counts = ", ".join(f"{k} {combined[k]:.0f}" for k in ("IDSW", "FP", "FN", "GT_IDs", "IDs") if k in combined)
+    setting = (f"- predictions: {args.pred}\n- ground truth: {args.gt}\n- sequences: {len(out['sequences'])}\n"
+               "- computed by: TrackEval")  # fmt: skip
+    sections = [("Setting", setting), ("Scores", table + (f"\n\n{counts}" if counts else ""))]
+    write_markdown(f"Tracking ({benchmark.upper()})", sections, args.out / "tracking.md")
+    print(line.format(**combined) + f" ({len(out['sequences'])} sequence(s)); wrote {args.out}", file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_debug_option
+from .common import UsageError, add_batch_size_option, add_debug_option, add_out_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="int8: folder of calibration images, like those you will segment")  # fmt: skip
     parser.add_argument("--calibration-size", type=int, default=128,
                         help="int8: calibration images used at most (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--batch", type=int, default=1, help="static batch size (default: %(default)s)")
+    add_batch_size_option(parser, default=1, help="static batch size (default: %(default)s)", old=True)
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17; 18 with --exporter dynamo)")
     parser.add_argument(
         "--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--workspace", type=float, default=4.0, help="engine: TensorRT workspace, GiB (default: 4)")
     parser.add_argument("--device", default="cpu", help="device to trace the network on: cpu, cuda (default: cpu)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output file or, for openvino, folder (default: MODEL's name + .onnx / .engine / "
+    add_out_option(parser, type=Path, default=None,
+                   help="output file or, for openvino, folder (default: MODEL's name + .onnx / .engine / "
                         "_openvino[_int8])")  # fmt: skip
     add_debug_option(parser)
     parser.set_defaults(run=run)
@@ -60,16 +60,23 @@ def default_output(model: str, suffix: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checks import check_imgsz
     from ..engine import load_model
-    from ..export import ExportError, build_engine, export_onnx
+    from ..export import build_engine, export_onnx
     from ..export.tensorrt import require_tensorrt
     from ..metadata import scale_of
 
     precision = "int8" if args.int8 else ("fp16" if args.half else args.precision)
     if precision == "int8" and args.format != "openvino":
-        raise ExportError("--precision int8 is for --format openvino (NNCF quantisation)")
+        raise UsageError("--precision int8 is for --format openvino (NNCF quantisation)")
     if precision == "int8" and args.data is None:
-        raise ExportError("--precision int8 needs calibration images: --data FOLDER")
+        raise UsageError("--precision int8 needs calibration images: --data FOLDER")
+    try:
+        check_imgsz(args.imgsz)
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     half = precision == "fp16"
     if args.format == "openvino":
         return _run_openvino(args, half, precision == "int8")
@@ -83,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     # For an engine the ONNX stays float32: TensorRT picks float16 kernels itself with --half.
     export_onnx(
         net, onnx_path, imgsz=args.imgsz, dynamic=dynamic, half=half and not engine,
-        opset=args.opset, batch=args.batch, exporter=args.exporter,
+        opset=args.opset, batch=args.batch_size, exporter=args.exporter,
     )  # fmt: skip
-    shape = "dynamic batch/height/width" if dynamic else f"{args.batch}x3x{args.imgsz}x{args.imgsz}"
+    shape = "dynamic batch/height/width" if dynamic else f"{args.batch_size}x3x{args.imgsz}x{args.imgsz}"
     size_mb = onnx_path.stat().st_size / 1e6
     print(f"wrote {onnx_path} (YOLOv8-seg-{scale_of(net)}, input {shape}, "
           f"{'float16' if half and not engine else 'float32'}, {size_mb:.1f} MB)")  # fmt: skip

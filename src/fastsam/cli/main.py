@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from .. import __version__  # noqa: F401
 from ..errors import FastSAMError
-from . import batch, convert, evaluate, export, segment, serve, train
+from . import batch, convert, evaluate, export, segment, serve, track, train
+from .common import UsageError
 from . import data as data_cli
+from . import annotate, label_studio
 
-COMMANDS = (segment, batch, serve, convert, export, evaluate, train, data_cli)
+COMMANDS = (segment, track, batch, serve, convert, export, evaluate, train, data_cli, annotate, label_studio)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script. Returns the exit code (0 success, 1 failure, 2 usage error)."""
+    """Entry point of the console script. Returns the exit code: 0 all done, 1 some inputs failed or the command
+    could not run, 2 usage error. Errors are one line on stderr; ``--debug`` prints the traceback instead."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -40,13 +43,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FastSAMError, ValueError, OSError, ImportError) as err:
+    except UsageError as err:
+        print(f"fastsam {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # one line for the user; the traceback is one flag away
         if getattr(args, "debug", False):
             traceback.print_exc()
         else:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
 
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its message (the first line of it; the type's name for a bug with no message),
+    and where to look next when it is not one of ours."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, (FastSAMError, ValueError, OSError, ImportError)):
+        return text
+    return f"{type(err).__name__}: {text} (run again with --debug for the traceback)"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,9 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_debug_option, add_inference_options, add_model_options, default_batch_size, model_from_args
+from .common import (
+    UsageError,
+    add_debug_option,
+    add_inference_options,
+    add_model_options,
+    add_out_option,
+    add_quiet_option,
+    add_workers_option,
+    check_inference_args,
+    default_batch_size,
+    model_from_args,
+)
 
-FORMATS = ("overlay", "json", "png", "polygons")
+FORMATS = ("overlay", "json", "png", "polygons", "sam")
 
 
 def _formats(text: str) -> list[str]:
@@ -59,7 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="segment everything in images",
         description="Segment every object in the given images (files, folders, globs) and write, per image, "
         "OUT/<stem>.png (overlay), OUT/<stem>.json (SA-1B schema, COCO RLE masks), OUT/<stem>/NNN.png "
-        "(one mask per file) and OUT/<stem>_polygons.json, as chosen with --format. Images are decoded in "
+        "(one mask per file), OUT/<stem>_polygons.json and OUT/<stem>_sam.json (segment-anything's generator "
+        "records, COCO RLE), as chosen with --format (<stem>_<ext> when two inputs "
+        "share a stem). Images are decoded in "
         "background threads and outputs written while the network runs. A bad image is reported, logged to "
         "OUT/errors.jsonl and skipped; the exit code is 1 if any image failed. "
         "Videos (VIDEO.mp4, rtsp://... or http://... streams, webcam:0) give an overlay video "
@@ -69,9 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns, videos, stream URLs, webcam:N"
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("out"), help="output folder, or a video file for one video (default: %(default)s)"
-    )
+    add_out_option(parser, type=Path, default=Path("out"),
+                   help="output folder, or a video file for one video (default: %(default)s)")  # fmt: skip
     parser.add_argument(
         "--format",
         type=_formats,
@@ -105,6 +117,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     prompts.add_argument("--text", action="append", help="a text query (CLIP); repeat for several, one mask each")
     prompts.add_argument("--top-k", type=int, default=1, help="masks per text query (default: %(default)s)")
+    prompts.add_argument(
+        "--clip-checkpoint", type=Path, metavar="PATH",
+        help="local weights of the CLIP model used by --text (ViT-B-32 'openai', e.g. open_clip_model.safetensors from "
+        "huggingface.co/timm/vit_base_patch32_clip_224.openai), for machines without internet (default: the Hugging "
+        "Face hub cache, or a download)",
+    )  # fmt: skip
     render = parser.add_argument_group("overlay")
     render.add_argument("--contours", action=argparse.BooleanOptionalAction, default=True, help="draw mask outlines (default: on)")
     render.add_argument(
@@ -116,19 +134,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     render.add_argument("--alpha", type=float, default=0.5, help="mask opacity in the overlay (default: %(default)s)")
     add_model_options(parser)
     add_inference_options(parser, batch_size=None)
+    tiling = parser.add_argument_group("tiling", "small objects in big photos (see the README, 'Big photos')")
+    tiling.add_argument(
+        "--tiles",
+        help="also run the network on overlapping tiles and merge the masks: N tiles along the longer side, or auto "
+        "(tiles of at most --imgsz pixels, seen at full detail); 1 or unset: the whole image only",
+    )  # fmt: skip
+    tiling.add_argument("--tile-overlap", type=float, default=0.2, metavar="FRACTION",
+                        help="fraction of a tile shared with its neighbour, in [0, 0.9) (default: %(default)s)")  # fmt: skip
     parser.add_argument(
         "--skip-existing",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="skip images whose outputs are all already in --out (resume an interrupted run) (default: off)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="image decoding threads (default: %(default)s)")
+    add_workers_option(parser, "image decoding threads")
     video = parser.add_argument_group("video")
     video.add_argument("--max-frames", type=int, help="stop a video, stream or webcam after this many frames")
     video.add_argument(
         "--show", action="store_true", help="show the overlay in a preview window while it runs (needs OpenCV with a GUI)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     add_debug_option(parser)
     parser.set_defaults(run=run)
 
@@ -152,7 +178,8 @@ def _output_stems(paths: list[Path]) -> list[str]:
 
 def _outputs(args: argparse.Namespace, stem: str) -> list[Path]:
     """The files (or folder) that the chosen formats write for one image."""
-    names = {"overlay": f"{stem}.png", "json": f"{stem}.json", "png": stem, "polygons": f"{stem}_polygons.json"}
+    names = {"overlay": f"{stem}.png", "json": f"{stem}.json", "png": stem, "polygons": f"{stem}_polygons.json",
+             "sam": f"{stem}_sam.json"}  # fmt: skip
     return [args.out / names[f] for f in args.format]
 
 
@@ -160,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
 
     from tqdm import tqdm
 
@@ -167,15 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import segment_stream
     from ..video.sources import is_video_source
 
-    if args.labels is not None and args.points is None:
-        print("error: --labels needs --points", file=sys.stderr)
-        return 2
-    if args.batch_size is not None and args.batch_size < 1:
-        print("error: --batch-size must be at least 1", file=sys.stderr)
-        return 2
-    if args.max_frames is not None and args.max_frames < 1:
-        print("error: --max-frames must be at least 1", file=sys.stderr)
-        return 2
+    check_segment_args(args)  # before any image is read
     prompted = args.points is not None or args.boxes is not None or bool(args.text)
     videos = [i for i in args.inputs if is_video_source(i)]
     images = [i for i in args.inputs if not is_video_source(i)]
@@ -195,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     if not todo and not videos:
         return 0
     model = model_from_args(args)
+    args.text_scorer = _text_scorer(args, str(model.device)) if args.text else None
     if args.batch_size is None:
         args.batch_size = default_batch_size(model.device.type)
     failed_videos = 0
@@ -206,22 +227,28 @@ def run(args: argparse.Namespace) -> int:
     if not todo:
         return 1 if failed_videos else 0
     args.out.mkdir(parents=True, exist_ok=True)
-    errors_path = args.out / "errors.jsonl"
+    errors_path = args.out / "errors.jsonl"  # this run's failures only, created at the first one
+    errors_path.unlink(missing_ok=True)  # an earlier run's list would mislead
     failed, total_masks, writes = 0, 0, []
     start = time.perf_counter()
     bar = tqdm(total=len(todo), unit="img", disable=args.quiet or len(todo) < 2, file=sys.stderr)
     settings = {"imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "retina": args.retina}
     # Outputs are written in a background thread while the network works on the next batch.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-write") as writer, open(errors_path, "a") as log:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-write") as writer, ExitStack() as logs:
+        log = None
 
         def fail(path: Path, stage: str, message: str) -> None:
-            nonlocal failed
+            nonlocal failed, log
             failed += 1
+            if log is None:
+                log = logs.enter_context(open(errors_path, "w"))
             log.write(json.dumps({"path": str(path), "stage": stage, "error": message}) + "\n")
             log.flush()
             bar.write(f"skipped {path}: {message}", file=sys.stderr)
 
-        for outcome in segment_stream(todo, model, batch_size=args.batch_size, workers=args.workers, **settings):
+        stream = _tiled_stream(todo, model, args, settings) if args.tiles is not None else \
+            segment_stream(todo, model, batch_size=args.batch_size, workers=args.workers, **settings)  # fmt: skip
+        for outcome in stream:
             bar.update(1)
             if outcome.result is None:
                 fail(outcome.path, outcome.stage or "load", outcome.error or "unknown error")
@@ -240,8 +267,6 @@ def run(args: argparse.Namespace) -> int:
         for pending in writes:
             pending.result()
     bar.close()
-    if failed == 0 and errors_path.stat().st_size == 0:
-        errors_path.unlink()
     elapsed = time.perf_counter() - start
     done = len(todo) - failed
     print(
@@ -253,13 +278,73 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or failed_videos else 0
 
 
+def check_segment_args(args: argparse.Namespace) -> None:
+    """Every mistake that does not depend on the image, as a :class:`UsageError` (exit 2) before any image is read."""
+    check_inference_args(args)
+    if args.labels is not None:
+        if args.points is None:
+            raise UsageError("--labels needs --points")
+        if len(args.labels) != len(args.points):
+            raise UsageError(f"--labels has {len(args.labels)} label(s) for {len(args.points)} point(s) of --points")
+    for box in args.boxes or []:
+        if args.box_format == "xywh":
+            if box[2] <= 0 or box[3] <= 0:
+                raise UsageError(f"--boxes {','.join(f'{v:g}' for v in box)}: width and height must be positive (xywh)")
+        elif box[2] <= box[0] or box[3] <= box[1]:
+            raise UsageError(f"--boxes {','.join(f'{v:g}' for v in box)}: x2 must exceed x1 and y2 exceed y1 (xyxy "
+                             "corners; --box-format xywh for corner + size)")  # fmt: skip
+    if any(not t.strip() for t in args.text or []):
+        raise UsageError("--text is empty")
+    if getattr(args, "clip_checkpoint", None) is not None and not args.text:
+        raise UsageError("--clip-checkpoint is for --text prompts: without --text no CLIP is used")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha is an opacity in [0, 1], got {args.alpha}")
+    if args.tiles is not None and args.tiles != "auto":
+        try:
+            args.tiles = int(args.tiles)
+        except ValueError:
+            raise UsageError(f"--tiles is auto or a number of tiles along the longer side, got {args.tiles!r}") from None
+        if args.tiles < 1:
+            raise UsageError(f"--tiles must be at least 1 (1: no tiles), got {args.tiles}")
+    if not 0.0 <= args.tile_overlap < 0.9:
+        raise UsageError(f"--tile-overlap is a fraction of a tile in [0, 0.9), got {args.tile_overlap}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+
+
+def _tiled_stream(paths: list[Path], model, args: argparse.Namespace, settings: dict):
+    """One image at a time through :meth:`FastSAM.predict` with tiles (its tiles are batched), as pipeline outcomes."""
+    from ..errors import ImageLoadError
+    from ..pipeline import Outcome
+
+    for path in paths:
+        try:
+            [result] = model.predict(path, **settings, batch_size=args.batch_size, tiles=args.tiles,
+                                     tile_overlap=args.tile_overlap)  # fmt: skip
+        except ImageLoadError as err:
+            yield Outcome(path, error=str(err), stage="load")
+        except (ValueError, RuntimeError) as err:
+            yield Outcome(path, error=f"{type(err).__name__}: {err}", stage="segment")
+        else:
+            yield Outcome(path, result=result)
+
+
+def _text_scorer(args: argparse.Namespace, device: str):
+    """CLIP for --text, loaded now so that missing weights stop the run before any image is segmented."""
+    from ..prompts.text import ClipScorer
+
+    return ClipScorer(checkpoint=args.clip_checkpoint, device=device).load()
+
+
 def _apply_prompts(result, args: argparse.Namespace):
     from ..predictor import SegmentedImage
 
     boxes = args.boxes
     if boxes is not None and args.box_format == "xywh":
         boxes = [[x, y, x + w, y + h] for x, y, w, h in boxes]
-    session = SegmentedImage(result)
+    session = SegmentedImage(result, getattr(args, "text_scorer", None))
     return session.prompt(
         points=args.points,
         labels=args.labels,
@@ -284,3 +369,5 @@ def _write(result, args: argparse.Namespace, stem: str) -> None:
     if "polygons" in args.format:
         rings = [[ring.round(2).tolist() for ring in mask_rings] for mask_rings in result.polygons()]
         (out / f"{stem}_polygons.json").write_text(json.dumps({"file_name": result.file_name, "polygons": rings}))
+    if "sam" in args.format:  # SamAutomaticMaskGenerator.generate's records (no logits here: stability_score null)
+        (out / f"{stem}_sam.json").write_text(json.dumps(result.to_sam_records(output_mode="coco_rle")))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..training.records import DATA_FORMATS
-from .common import add_debug_option
+from .common import UsageError, add_batch_size_option, add_debug_option, add_out_option, add_quiet_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--val", help="validation data for the class-agnostic mask AP")
     data.add_argument("--val-format", choices=DATA_FORMATS, help="format of --val if it differs")
     data.add_argument("--imgsz", type=int, default=640, help="square training input size, multiple of 32 (default: %(default)s)")
-    data.add_argument("--workers", type=int, default=4, help="data-loading processes per training process (default: %(default)s)")
+    data.add_argument("--workers", type=int, default=None, help="parallel input workers: data-loading processes per "
+                      "training process (default: one per core, at most 4; --resume: the run's own)")  # fmt: skip
     data.add_argument("--no-augment", action="store_true", help="no mosaic/scale/translate/flip/HSV augmentation")
     data.add_argument("--mosaic", type=float, help="probability of a 4-image mosaic per sample, 0 to 1 (default: 1.0, 0 with --no-augment)")
     data.add_argument("--close-mosaic", type=int, default=10, help="no mosaic in the last N epochs (default: %(default)s)")
@@ -41,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=100, help="(default: %(default)s)")
-    opt.add_argument("--batch", type=int, default=8, help="images per batch per process (default: %(default)s)")
+    add_batch_size_option(opt, default=8, help="images per batch per process (default: %(default)s)", old=True)
     opt.add_argument("--nominal-batch", type=int, default=64, help="gradients are accumulated up to this many images (default: %(default)s)")
     opt.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="(default: %(default)s)")
     opt.add_argument("--lr", type=float, help="initial learning rate (default: 0.01 for sgd, 0.002 for adamw)")
@@ -55,11 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: the local rank's GPU) (default: %(default)s)")
-    run_group.add_argument("--out", default="runs/train", help="output folder (default: %(default)s)")
+    add_out_option(run_group, default="runs/train", help="output folder (default: %(default)s)")
     run_group.add_argument("--resume", help="resume the run in this folder (its config.json and weights/last_state.pt)")
     run_group.add_argument("--val-interval", type=int, default=1, help="validate every N epochs (default: %(default)s)")
     run_group.add_argument("--max-steps", type=int, help="stop after this many batches (smoke tests)")
-    run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet_option(run_group, old=True)
     add_debug_option(parser)
     parser.set_defaults(run=run)
 
@@ -70,22 +71,24 @@ def config_from_args(args: argparse.Namespace):
     from dataclasses import asdict
 
     if not args.resume and not args.data:
-        raise ValueError("--data is required (or --resume DIR)")
+        raise UsageError("--data is required (or --resume DIR)")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be at least 0, got {args.workers}")
     augment = Augment.off() if args.no_augment else Augment()
     if args.mosaic is not None:
         if not 0.0 <= args.mosaic <= 1.0:
-            raise ValueError(f"--mosaic is a probability in [0, 1], got {args.mosaic}")
+            raise UsageError(f"--mosaic is a probability in [0, 1], got {args.mosaic}")
         augment.mosaic = args.mosaic
     if args.close_mosaic < 0:
-        raise ValueError(f"--close-mosaic must be >= 0, got {args.close_mosaic}")
+        raise UsageError(f"--close-mosaic must be >= 0, got {args.close_mosaic}")
     return TrainConfig(
         data=args.data or "", format=args.format, val=args.val, val_format=args.val_format, scale=args.scale,
-        reg_max=args.reg_max, weights=args.weights, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
+        reg_max=args.reg_max, weights=args.weights, imgsz=args.imgsz, epochs=args.epochs, batch=args.batch_size,
         nominal_batch=args.nominal_batch, lr=args.lr, lrf=args.lrf, schedule="cosine" if args.cos_lr else "linear",
         optimizer=args.optimizer, warmup_epochs=args.warmup_epochs, workers=args.workers, device=args.device,
         out=args.out, resume=args.resume, freeze_backbone=args.freeze_backbone, seed=args.seed,
         deterministic=args.deterministic, amp=not args.no_amp, sync_bn=args.sync_bn, val_interval=args.val_interval,
-        max_steps=args.max_steps, progress=not args.no_progress,
+        max_steps=args.max_steps, progress=not args.quiet,
         augment=asdict(augment), close_mosaic=args.close_mosaic,
     )
 

@@ -14,7 +14,14 @@ from typing import TypeVar
 import numpy as np
 
 T = TypeVar("T")
-MAX_THREADS = min(4, os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """Parallel workers when the user chose none: one per core, at most 4 (the CLI's ``--workers`` default too)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+MAX_THREADS = default_workers()
 MIN_PER_THREAD = 16  # fewer items than this per thread: threads cost more than they save
 
 

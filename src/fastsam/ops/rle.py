@@ -5,7 +5,11 @@ Pure numpy functions (plus pycocotools for RLE and contourpy for polygons). Conv
 * masks are ``(N, H, W)`` bool arrays;
 * boxes are ``(N, 4)`` float32 in pixels, xyxy in the *pixel-edge* convention: pixel ``(row, col)``
   covers ``[col, col + 1) x [row, row + 1)``, so a mask whose last column is ``c`` has ``x2 = c + 1``;
-* polygons use the same pixel-edge coordinates, as ``(K, 2)`` float32 arrays of ``(x, y)``.
+* polygons use the same pixel-edge coordinates, as ``(K, 2)`` float32 arrays of ``(x, y)``;
+* a mask's *toggles* (:func:`canonical_toggles`) are its run boundaries in COCO RLE's column-major order,
+  ``start, end, start, end, ...`` as pixel indices ``x * H + y``: the compact form of big masks, which unions,
+  intersections, crops and moves (:func:`runs_union`, :func:`runs_intersection_area`, :func:`runs_in_box`,
+  :func:`move_runs`) work on directly.
 """
 
 from __future__ import annotations
@@ -124,6 +128,172 @@ def _column_major_runs(window: np.ndarray, x1: int, y1: int, height: int, width:
     edges[1:-1:2], edges[2:-1:2] = starts, ends
     runs = np.diff(edges)
     return (runs[:-1] if runs[-1] == 0 else runs).tolist()  # no trailing empty run of 0s
+
+
+def canonical_toggles(positions: np.ndarray) -> np.ndarray:
+    """A mask's run boundaries in canonical form: sorted, and a boundary met twice (a run that ends at the bottom
+    of one column and goes on at the top of the next) removed.
+
+    Args:
+        positions: int column-major pixel indices ``x * H + y`` (``0 .. H * W``), in any order, where the mask's
+            value changes from the previous index (index ``-1`` and ``H * W`` count as False).
+
+    Returns:
+        ``(2R,)`` int64 ``start_0, end_0, start_1, ...`` of the mask's ``R`` runs of True (ends exclusive).
+    """
+    toggles = np.sort(np.asarray(positions, dtype=np.int64).reshape(-1))
+    twice = np.flatnonzero(toggles[1:] == toggles[:-1])
+    if twice.size:
+        toggles = np.delete(toggles, np.concatenate((twice, twice + 1)))
+    return toggles
+
+
+def toggles_to_counts(toggles: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Uncompressed COCO run lengths (zeros first, no trailing empty run) of a mask given by its
+    :func:`canonical_toggles`; ``(K,)`` uint32, ready for :func:`compress_runs`."""
+    total = int(image_size[0]) * int(image_size[1])
+    counts = np.diff(np.concatenate(([0], np.asarray(toggles, dtype=np.int64), [total])))
+    if counts.size > 1 and counts[-1] == 0:
+        counts = counts[:-1]
+    return counts.astype(np.uint32)
+
+
+def toggles_to_window(toggles: np.ndarray, bounds: Sequence[int], height: int) -> np.ndarray:
+    """The ``(y2 - y1, x2 - x1)`` bool window at ``bounds`` (``x1, y1, x2, y2``, which must contain the mask) of a
+    mask given by its :func:`canonical_toggles` in an image ``height`` pixels high."""
+    x1, y1, x2, y2 = (int(v) for v in bounds)
+    h, w = y2 - y1, x2 - x1
+    if h <= 0 or w <= 0:
+        return np.zeros((max(h, 0), max(w, 0)), dtype=bool)
+    toggles = np.asarray(toggles, dtype=np.int64)
+    # a run's end is read as one past its last pixel, in that pixel's column (an end at the bottom of a column is
+    # not the top of the next one)
+    ends = toggles[1::2] - 1
+    local = np.empty_like(toggles)
+    local[0::2] = (toggles[0::2] // height - x1) * h + toggles[0::2] % height - y1
+    local[1::2] = (ends // height - x1) * h + ends % height - y1 + 1
+    lengths = np.diff(np.concatenate(([0], local, [h * w])))
+    values = np.zeros(lengths.size, dtype=bool)
+    values[1::2] = True
+    return np.ascontiguousarray(np.repeat(values, lengths).reshape(w, h).T)
+
+
+def toggle_dtype(image_size: tuple[int, int]) -> type[np.signedinteger]:
+    """The integer type run boundaries of an ``image_size`` image are stored in: int32 below 2**31 pixels."""
+    return np.int32 if int(image_size[0]) * int(image_size[1]) < 2**31 else np.int64
+
+
+def toggles_bounds_and_area(toggles: np.ndarray, height: int) -> tuple[tuple[int, int, int, int], int]:
+    """Tight box ``(x1, y1, x2, y2)`` (half-open; zeros when empty) and pixel count of a mask given by its
+    :func:`canonical_toggles` in an image ``height`` pixels high."""
+    if toggles.size == 0:
+        return (0, 0, 0, 0), 0
+    starts, ends = toggles[0::2].astype(np.int64), toggles[1::2].astype(np.int64)
+    x_first, y_first = np.divmod(starts, height)
+    x_last, y_last = np.divmod(ends - 1, height)
+    one_column = x_first == x_last  # a run over several columns covers rows 0 .. H - 1
+    top = int(y_first[one_column].min()) if one_column.all() else 0
+    bottom = int(y_last[one_column].max()) + 1 if one_column.all() else height
+    box = (int(x_first[0]), top, int(x_last[-1]) + 1, bottom)
+    return box, int((ends - starts).sum())
+
+
+def window_toggles(window: np.ndarray, x1: int, y1: int, height: int) -> np.ndarray:
+    """The :func:`canonical_toggles` (int64) of a mask that is ``window`` at ``(y1, x1)`` of an image ``height``
+    pixels high and False elsewhere."""
+    h, w = window.shape
+    if h == 0 or w == 0:
+        return np.zeros(0, dtype=np.int64)
+    padded = np.zeros((w, h + 2), dtype=bool)  # one background row above and below each column
+    padded[:, 1:-1] = window.T
+    flat = padded.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    return canonical_toggles((x1 + change // (h + 2)) * height + (y1 + change % (h + 2) - 1))
+
+
+def column_runs(toggles: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mask's runs cut at column ends: ``x``, ``top``, ``bottom`` int64, the pixels ``top .. bottom - 1`` of
+    column ``x`` for each piece, in column-major order.
+
+    Args:
+        toggles: the mask's :func:`canonical_toggles` in an image ``height`` pixels high.
+    """
+    starts, ends = np.asarray(toggles[0::2], dtype=np.int64), np.asarray(toggles[1::2], dtype=np.int64)
+    x_first, y_first = np.divmod(starts, height)
+    x_last, y_last = np.divmod(ends - 1, height)
+    pieces = x_last - x_first + 1
+    run = np.repeat(np.arange(starts.size), pieces)
+    x = concat_ranges(x_first, pieces)
+    top = np.where(x == x_first[run], y_first[run], 0)
+    bottom = np.where(x == x_last[run], y_last[run] + 1, height)
+    return x, top, bottom
+
+
+def columns_to_toggles(x: np.ndarray, top: np.ndarray, bottom: np.ndarray, height: int) -> np.ndarray:
+    """The :func:`canonical_toggles` of the union of column pieces (as :func:`column_runs` gives them; empty pieces
+    are ignored) in an image ``height`` pixels high."""
+    keep = bottom > top
+    x, top, bottom = (np.asarray(v, dtype=np.int64)[keep] for v in (x, top, bottom))
+    return runs_union([np.stack((x * height + top, x * height + bottom), axis=1).reshape(-1)], sorted_runs=False)
+
+
+def runs_in_box(toggles: np.ndarray, box: Sequence[int], height: int) -> np.ndarray:
+    """The :func:`canonical_toggles` of a mask (given by its toggles) cut to ``box`` (``x1, y1, x2, y2``, half-open)."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    x, top, bottom = column_runs(toggles, height)
+    inside = (x >= x1) & (x < x2)
+    return columns_to_toggles(x[inside], np.maximum(top[inside], y1), np.minimum(bottom[inside], y2), height)
+
+
+def move_runs(toggles: np.ndarray, height: int, offset: tuple[int, int], new_height: int) -> np.ndarray:
+    """A mask of an image ``height`` pixels high placed at ``offset`` (``x, y``) in an image ``new_height`` pixels
+    high (which must hold it), as :func:`canonical_toggles` there."""
+    x, top, bottom = column_runs(toggles, height)
+    dx, dy = int(offset[0]), int(offset[1])
+    return columns_to_toggles(x + dx, top + dy, bottom + dy, new_height)
+
+
+def runs_union(masks: Sequence[np.ndarray], sorted_runs: bool = True) -> np.ndarray:
+    """The :func:`canonical_toggles` of the union of masks given by their toggles (or, with ``sorted_runs=False``,
+    by ``start, end`` pairs of runs in any order that may overlap or touch)."""
+    starts = np.concatenate([np.asarray(m, dtype=np.int64)[0::2] for m in masks] or [np.zeros(0, np.int64)])
+    ends = np.concatenate([np.asarray(m, dtype=np.int64)[1::2] for m in masks] or [np.zeros(0, np.int64)])
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    positions, inverse = np.unique(np.concatenate((starts, ends)), return_inverse=True)
+    change = np.bincount(inverse, weights=np.repeat([1.0, -1.0], starts.size), minlength=positions.size)
+    covered = np.cumsum(change) > 0.5
+    flips = np.flatnonzero(covered != np.concatenate(([False], covered[:-1])))
+    return positions[flips]
+
+
+def runs_intersection_area(a: np.ndarray, b: np.ndarray, filled_b: np.ndarray | None = None) -> int:
+    """Pixels in both of two masks given by their :func:`canonical_toggles`: a binary search per run of ``a`` into
+    ``b`` (pass the mask with fewer runs as ``a``), ``filled_b`` being :func:`filled_before` of ``b`` if known."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if a.size == 0 or b.size == 0:
+        return 0
+    filled = filled_before(b) if filled_b is None else filled_b
+    return int((_covered_before(b, filled, a[1::2]) - _covered_before(b, filled, a[0::2])).sum())
+
+
+def filled_before(toggles: np.ndarray) -> np.ndarray:
+    """``(R + 1,)`` int64: pixels of a mask (its toggles) in its runs before run ``r``."""
+    toggles = np.asarray(toggles, dtype=np.int64)
+    return np.concatenate(([0], np.cumsum(toggles[1::2] - toggles[0::2])))
+
+
+def _covered_before(toggles: np.ndarray, filled: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Pixels of a mask (its toggles and :func:`filled_before`) at indices below each of ``positions``."""
+    k = np.searchsorted(toggles, positions, side="right")
+    inside = k % 2 == 1  # within the run that starts at toggles[k - 1]
+    return filled[k // 2] + np.where(inside, positions - toggles[np.maximum(k - 1, 0)], 0)
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` (int64)."""
+    offsets = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
 
 
 def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:

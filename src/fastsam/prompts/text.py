@@ -33,6 +33,7 @@ __all__ = [
     "clear_clip_cache",
     "mask_crops",
     "select_by_text",
+    "validate_texts",
 ]
 
 _INSTALL_HINT = 'pip install open_clip_torch  (or: pip install "fastsam[text]")'
@@ -74,17 +75,25 @@ class _ClipBundle:
     device: Any
 
 
-_CLIP_CACHE: dict[tuple[str, str, str], _ClipBundle] = {}
+_CLIP_CACHE: dict[tuple[str, str, str | None, str], _ClipBundle] = {}
 _CLIP_LOCK = threading.Lock()
+_HUB_UNREACHABLE: str | None = None
+"""Why the Hugging Face hub could not be reached, once it could not: later loads look in the local cache only."""
+
+_PROBE_TIMEOUT_S = 5.0
+"""Seconds to wait for the hub's first answer (``$HF_HUB_ETAG_TIMEOUT`` overrides it)."""
 
 
 def clear_clip_cache() -> None:
-    """Forget every CLIP model loaded by :class:`ClipScorer` in this process (frees their memory once unreferenced).
+    """Forget every CLIP model loaded by :class:`ClipScorer` in this process (frees their memory once unreferenced),
+    and forget that the hub was unreachable (the next load tries the network again).
 
     Scorers that already used a model keep their reference to it; new scorers load again.
     """
+    global _HUB_UNREACHABLE
     with _CLIP_LOCK:
         _CLIP_CACHE.clear()
+        _HUB_UNREACHABLE = None
 
 
 def _import_open_clip() -> Any:
@@ -108,15 +117,13 @@ def _hf_cache_location() -> str:
         return os.path.join(home, "hub")
 
 
-def _weights_missing_message(model_name: str, pretrained: str, detail: str) -> str:
-    return (
-        f"CLIP weights for model '{model_name}' with pretrained='{pretrained}' could not be found in the local "
-        f"cache or downloaded ({detail}). open_clip caches downloaded weights in the Hugging Face hub cache "
-        f"({_hf_cache_location()}; set $HF_HOME or $HF_HUB_CACHE to move it, default ~/.cache/huggingface; "
-        f"weights fetched by URL go to ~/.cache/clip). "
-        f"Either run once with internet access (and without HF_HUB_OFFLINE=1) to fill the cache, or pass a local "
-        f"checkpoint file as pretrained=/path/to/weights (e.g. open_clip_pytorch_model.bin or .safetensors)."
-    )
+def _hub_offline() -> bool:
+    """True when huggingface_hub is in offline mode (``HF_HUB_OFFLINE=1``; read live, so tests can switch it)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - open_clip depends on huggingface_hub
+        return True
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
 def _short(err: BaseException) -> str:
@@ -127,13 +134,127 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
-def _load_clip(model_name: str, pretrained: str, device: torch.device) -> _ClipBundle:
+@dataclass(frozen=True)
+class _HubFiles:
+    """Where a pretrained tag's weights live on the Hugging Face hub: the repository and its candidate files
+    (safetensors first, as open_clip prefers them)."""
+
+    repo_id: str
+    names: tuple[str, ...]
+
+    @property
+    def cache_folder(self) -> str:
+        return os.path.join(_hf_cache_location(), "models--" + self.repo_id.replace("/", "--"))
+
+    def url(self) -> str:
+        from huggingface_hub import constants
+
+        return f"{constants.ENDPOINT.rstrip('/')}/{self.repo_id}"
+
+
+def _hub_files(open_clip: Any, tag_cfg: dict) -> _HubFiles | None:
+    """The hub files open_clip downloads for a tag, or None for a tag fetched from a plain URL."""
+    hub = tag_cfg.get("hf_hub", "")
+    if not hub or not open_clip.pretrained.has_hf_hub():
+        return None
+    repo_id, name = os.path.split(hub)
+    name = name or "open_clip_pytorch_model.bin"
+    names = []
+    if name == "open_clip_pytorch_model.bin":
+        names.append("open_clip_model.safetensors")
+    elif name.endswith((".bin", ".pth")):
+        names.append(name[:-4] + ".safetensors")
+    return _HubFiles(repo_id, (*names, name))
+
+
+def _cached(files: _HubFiles) -> str | None:
+    """The tag's weights file in the local hub cache, if there (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in files.names:
+        found = try_to_load_from_cache(files.repo_id, name)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _probe(files: _HubFiles) -> str | None:
+    """One quick request to the hub, without retries: None if it answers (any HTTP status), else why not."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        from huggingface_hub.utils import HfHubHTTPError
+    try:
+        timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or _PROBE_TIMEOUT_S)
+    except ValueError:
+        timeout = _PROBE_TIMEOUT_S
+    try:
+        get_hf_file_metadata(hf_hub_url(files.repo_id, files.names[-1]), timeout=timeout)
+    except HfHubHTTPError:
+        return None  # the hub answered (e.g. 404 for one candidate): open_clip's download handles it
+    except Exception as err:  # connection refused, DNS failure, timeout, proxy: no answer
+        return _short(err)
+    return None
+
+
+def _weights_missing_message(model_name: str, pretrained: str, detail: str, files: _HubFiles | None) -> str:
+    """One line: what is missing, why, the file expected, where it goes, and how to pass it instead."""
+    if files is None:
+        where = (
+            f"open_clip keeps weights fetched by URL in ~/.cache/clip and hub downloads in the Hugging Face hub "
+            f"cache ({_hf_cache_location()}; $HF_HOME or $HF_HUB_CACHE move it)"
+        )
+        file_hint = "a local copy of these weights"
+    else:
+        alternatives = " or ".join(files.names)
+        where = (
+            f"the file expected is {alternatives} from {files.url()}, kept in the Hugging Face hub cache under "
+            f"{files.cache_folder} ($HF_HOME or $HF_HUB_CACHE move the cache); to fill it, run "
+            f"'hf download {files.repo_id} {files.names[0]}' on a machine with internet and copy its "
+            f"models--{files.repo_id.replace('/', '--')} folder there"
+        )
+        file_hint = f"a downloaded {files.names[0]}"
+    return (
+        f"CLIP weights for model '{model_name}' with pretrained='{pretrained}' could not be found in the local cache "
+        f"and could not be downloaded ({detail}); {where}. Or pass {file_hint} directly: --clip-checkpoint PATH "
+        f"(fastsam segment / fastsam serve), or ClipScorer(checkpoint=PATH) in Python."
+    )
+
+
+def _tag_weights(open_clip: Any, model_name: str, pretrained: str, tag_cfg: dict) -> str:
+    """The local weights file of a pretrained tag: from the cache, else downloaded. Raises ClipUnavailableError.
+
+    Fails fast offline: with ``HF_HUB_OFFLINE`` set, or once the hub has not answered one quick request (no
+    retries), only the local cache is looked at, for the rest of the process.
+    """
+    global _HUB_UNREACHABLE
+    files = _hub_files(open_clip, tag_cfg)
+    if files is not None:
+        found = _cached(files)
+        if found is not None:
+            return found
+        if _hub_offline():
+            raise ClipUnavailableError(_weights_missing_message(model_name, pretrained, "HF_HUB_OFFLINE is set", files))
+        if _HUB_UNREACHABLE is None:
+            _HUB_UNREACHABLE = _probe(files)
+        if _HUB_UNREACHABLE is not None:
+            detail = f"the Hugging Face hub is unreachable: {_HUB_UNREACHABLE}"
+            raise ClipUnavailableError(_weights_missing_message(model_name, pretrained, detail, files))
+    try:
+        return str(open_clip.download_pretrained(tag_cfg))
+    except Exception as err:
+        raise ClipUnavailableError(_weights_missing_message(model_name, pretrained, _short(err), files)) from None
+
+
+def _load_clip(model_name: str, pretrained: str, checkpoint: str | None, device: torch.device) -> _ClipBundle:
     """Build the CLIP model, its eval transform and tokenizer through open_clip. Raises ClipUnavailableError."""
     open_clip = _import_open_clip()
 
     has_schema = model_name.startswith(("hf-hub:", "local-dir:"))
-    is_tag = False
-    is_file = False
+    weights: str | None = None  # the local file to load
+    tag_cfg: dict = {}
     force_quick_gelu = False
     if not has_schema:
         clean_name = model_name.replace("/", "-")
@@ -146,41 +267,56 @@ def _load_clip(model_name: str, pretrained: str, device: torch.device) -> _ClipB
                 f"{hint}FastSAM uses 'ViT-B-32'; open_clip.list_models() lists every known name."
             )
         is_tag = bool(open_clip.is_pretrained_cfg(clean_name, pretrained))
-        is_file = not is_tag and os.path.isfile(pretrained)
-        if not is_tag and not is_file:
-            tags = ", ".join(open_clip.list_pretrained_tags_by_model(clean_name)) or "none"
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(clean_name)) or "none"
+        if checkpoint is not None:
+            if not is_tag:
+                raise ClipUnavailableError(
+                    f"checkpoint={checkpoint} is loaded with the settings of an open_clip pretrained tag, and "
+                    f"pretrained='{pretrained}' is not one for CLIP model '{model_name}' (known tags: {tags})"
+                )
+            if not os.path.isfile(checkpoint):
+                raise ClipUnavailableError(
+                    f"CLIP checkpoint file not found: {checkpoint} (given as --clip-checkpoint or checkpoint=): "
+                    f"pass an existing open_clip weights file for '{model_name}' pretrained='{pretrained}'"
+                )
+            weights = checkpoint
+        elif not is_tag and not os.path.isfile(pretrained):
             raise ClipUnavailableError(
                 f"pretrained='{pretrained}' for CLIP model '{model_name}' is neither an open_clip pretrained tag "
                 f"(known tags for this model: {tags}) nor an existing file: the weights could not be found. Pass a "
                 f"known tag (downloaded into the Hugging Face hub cache, {_hf_cache_location()}) or a local "
                 f"checkpoint as pretrained=/path/to/weights."
             )
+        elif not is_tag:
+            weights = pretrained
         if is_tag:
-            # Weights trained with QuickGELU (e.g. OpenAI's) must run with QuickGELU; open_clip only warns otherwise.
             tag_cfg = open_clip.get_pretrained_cfg(clean_name, pretrained)
+            # Weights trained with QuickGELU (e.g. OpenAI's) must run with QuickGELU; open_clip only warns otherwise.
             force_quick_gelu = bool(tag_cfg.get("quick_gelu", False)) and not model_cfg.get("quick_gelu", False)
-            # Fetch (or find in the cache) the weights first, so a failure gives our message rather than
-            # open_clip's logged error; create_model_and_transforms then finds the file in the cache.
-            try:
-                open_clip.download_pretrained(tag_cfg)
-            except Exception as err:
-                raise ClipUnavailableError(_weights_missing_message(model_name, pretrained, _short(err))) from None
+            if weights is None:
+                weights = _tag_weights(open_clip, model_name, pretrained, tag_cfg)
 
     try:
+        # A tag's weights are passed as their local file with the tag's preprocessing, so that open_clip does not
+        # look them up on the hub again.
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name,
-            pretrained=None if has_schema else pretrained,
+            pretrained=weights,
             device=device,
             force_quick_gelu=force_quick_gelu,
+            image_mean=tag_cfg.get("mean"),
+            image_std=tag_cfg.get("std"),
+            image_interpolation=tag_cfg.get("interpolation"),
+            image_resize_mode=tag_cfg.get("resize_mode"),
         )
     except Exception as err:
-        if is_file:
+        if weights is not None:
             raise ClipUnavailableError(
-                f"could not load the checkpoint file pretrained='{pretrained}' into CLIP model '{model_name}' "
+                f"could not load the checkpoint file {weights} into CLIP model '{model_name}' "
                 f"({_short(err)}). Check that the file holds weights for this architecture (an open_clip state "
                 f"dict, .pt/.bin/.safetensors)."
             ) from None
-        raise ClipUnavailableError(_weights_missing_message(model_name, pretrained, _short(err))) from None
+        raise ClipUnavailableError(_weights_missing_message(model_name, pretrained, _short(err), None)) from None
     try:
         tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as err:
@@ -191,14 +327,15 @@ def _load_clip(model_name: str, pretrained: str, device: torch.device) -> _ClipB
     return _ClipBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, device=device)
 
 
-def _get_clip(model_name: str, pretrained: str, device: torch.device) -> _ClipBundle:
+def _get_clip(model_name: str, pretrained: str, checkpoint: str | None, device: torch.device) -> _ClipBundle:
     """The cached bundle for these arguments, loading it (once per process) if needed."""
     pretrained_key = os.path.abspath(pretrained) if os.path.isfile(pretrained) else pretrained
-    key = (model_name, pretrained_key, str(device))
+    checkpoint_key = os.path.abspath(checkpoint) if checkpoint is not None else None
+    key = (model_name, pretrained_key, checkpoint_key, str(device))
     with _CLIP_LOCK:
         bundle = _CLIP_CACHE.get(key)
         if bundle is None:
-            bundle = _load_clip(model_name, pretrained, device)
+            bundle = _load_clip(model_name, pretrained, checkpoint, device)
             _CLIP_CACHE[key] = bundle
     return bundle
 
@@ -219,16 +356,24 @@ class ClipScorer:
         pretrained: open_clip pretrained tag (e.g. ``"openai"``; downloaded into the Hugging Face hub cache
             when online) or a path to a local checkpoint file (open_clip state dict, ``.pt``/``.bin``/
             ``.safetensors``). For tags trained with QuickGELU (``openai``) QuickGELU is used, as in the original
-            OpenAI model; for a local FILE of OpenAI weights pass ``model_name="ViT-B-32-quickgelu"`` instead.
+            OpenAI model. A file given as ``pretrained`` gets the model's default settings (for OpenAI weights
+            that means ``model_name="ViT-B-32-quickgelu"``); prefer ``checkpoint``.
+        checkpoint: a local file holding the weights of the ``pretrained`` tag (an open_clip state dict,
+            ``.safetensors``/``.bin``/``.pt``, e.g. the hub's ``open_clip_model.safetensors``): loaded with the tag's
+            settings (QuickGELU, preprocessing) and without any network access. The CLI's ``--clip-checkpoint``.
         device: torch device the model runs on.
         batch_size: crops per image-encoder forward pass.
 
     Nothing is loaded at construction; the model, transform and tokenizer are loaded on first use and shared by
-    every scorer with the same ``(model_name, pretrained, device)`` in the process.
+    every scorer with the same ``(model_name, pretrained, checkpoint, device)`` in the process.
+
+    Offline, loading fails fast: the local Hugging Face hub cache is looked at first; with ``HF_HUB_OFFLINE`` set,
+    or once the hub has not answered one quick request (``$HF_HUB_ETAG_TIMEOUT`` s, default 5), no download is
+    tried again in this process, so every later load fails at once with the same message.
 
     Raises (on first use):
         ClipUnavailableError (a FastSAMError): open_clip missing, unknown model name, weights not found /
-            not downloadable / not loadable.
+            not downloadable / not loadable (the message names the file expected and where it goes).
     """
 
     def __init__(
@@ -237,6 +382,7 @@ class ClipScorer:
         pretrained: str = "openai",
         device: str | torch.device = "cpu",
         batch_size: int = 64,
+        checkpoint: str | os.PathLike | None = None,
     ) -> None:
         import torch
 
@@ -246,8 +392,11 @@ class ClipScorer:
             raise ValueError(f"pretrained must be an open_clip tag or a file path, got {pretrained!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if checkpoint is not None and (not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint)):
+            raise ValueError(f"checkpoint must be a file path or None, got {checkpoint!r}")
         self.model_name = model_name
         self.pretrained = os.fspath(pretrained)
+        self.checkpoint = os.fspath(os.path.expanduser(checkpoint)) if checkpoint is not None else None
         self.device = torch.device(device)
         self.batch_size = batch_size
         self._bundle: _ClipBundle | None = None
@@ -255,12 +404,12 @@ class ClipScorer:
     def __repr__(self) -> str:
         return (
             f"ClipScorer(model_name={self.model_name!r}, pretrained={self.pretrained!r}, "
-            f"device={str(self.device)!r}, batch_size={self.batch_size})"
+            f"checkpoint={self.checkpoint!r}, device={str(self.device)!r}, batch_size={self.batch_size})"
         )
 
     def _load(self) -> _ClipBundle:
         if self._bundle is None:
-            self._bundle = _get_clip(self.model_name, self.pretrained, self.device)
+            self._bundle = _get_clip(self.model_name, self.pretrained, self.checkpoint, self.device)
         return self._bundle
 
     def load(self) -> ClipScorer:
@@ -395,6 +544,17 @@ def mask_crops(
     return crops
 
 
+def validate_texts(texts: Sequence[str]) -> list[str]:
+    """The text queries as a list; ``ValueError`` naming the first one that is not a non-empty string."""
+    if isinstance(texts, str):
+        raise ValueError(f"texts must be a sequence of strings, not a single string: use [{texts!r}]")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"texts[{i}] = {text!r} is not a non-empty string: every text query must have words")
+    return texts
+
+
 def select_by_text(
     image: np.ndarray,
     masks: np.ndarray,
@@ -428,12 +588,7 @@ def select_by_text(
         ValueError: a text that is not a non-empty string (named), ``top_k < 1``, bad shapes, or a scorer result
             that is not ``(T, C)``.
     """
-    if isinstance(texts, str):
-        raise ValueError(f"texts must be a sequence of strings, not a single string: use [{texts!r}]")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"texts[{i}] = {text!r} is not a non-empty string: every text query must have words")
+    texts = validate_texts(texts)
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
     top_k = int(top_k)

@@ -12,13 +12,14 @@ V = TypeVar("V")
 class ByteLRU(Generic[V]):
     """Keeps the most recently used values while their total size stays under ``max_bytes``.
 
-    A value larger than ``max_bytes`` on its own is not kept.
+    A value larger than ``max_bytes`` on its own is not kept. ``evictions`` counts the entries dropped to make room.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[str, tuple[V, int]] = OrderedDict()
         self._bytes = 0
+        self.evictions = 0
         self._lock = threading.Lock()
 
     def put(self, key: str, value: V, nbytes: int) -> bool:
@@ -33,6 +34,7 @@ class ByteLRU(Generic[V]):
             while self._bytes > self.max_bytes:
                 _, (_, size) = self._items.popitem(last=False)
                 self._bytes -= size
+                self.evictions += 1
             return True
 
     def get(self, key: str) -> V | None:

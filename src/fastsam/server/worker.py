@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -40,11 +42,16 @@ class InferenceWorker:
         model: the shared model (only this worker's thread uses it).
         max_queue: jobs waiting at most; :meth:`submit` raises :class:`QueueFullError` beyond.
         max_batch: images per forward pass at most.
+        on_batch: called after each forward pass with the batch size and its time in seconds (metrics).
     """
 
-    def __init__(self, model: FastSAM, max_queue: int = 16, max_batch: int = 4) -> None:
+    def __init__(
+        self, model: FastSAM, max_queue: int = 16, max_batch: int = 4,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:  # fmt: skip
         self.model = model
         self.max_batch = max_batch
+        self.on_batch = on_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="fastsam-inference", daemon=True)
         self._started = False
@@ -98,6 +105,7 @@ class InferenceWorker:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         if not live:
             return
+        start = time.perf_counter()
         try:
             results: list[SegmentationResult] = self.model.predict(
                 [j.image for j in live], batch_size=len(live), **settings.__dict__
@@ -106,5 +114,7 @@ class InferenceWorker:
             for j in live:
                 j.future.set_exception(err)
             return
+        if self.on_batch is not None:
+            self.on_batch(len(live), time.perf_counter() - start)
         for j, result in zip(live, results):
             j.future.set_result(result)

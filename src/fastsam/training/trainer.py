@@ -2,9 +2,10 @@
 
 Outputs in ``out/``:
 
-* ``weights/last.safetensors``, ``weights/best.safetensors``: EMA weights in our format (loadable by
-  ``fastsam segment --model``), metadata ``scale``/``nc``/``reg_max``/``imgsz``/``epoch``/``mask_ap``.
-* ``weights/last_model.safetensors``: the raw (non-EMA) training weights.
+* ``weights/last.safetensors``: EMA weights in our format (loadable by ``fastsam segment --model``), metadata
+  ``scale``/``nc``/``reg_max``/``imgsz``/``epoch``/``mask_ap``; ``weights/best.safetensors``: the same for the epoch
+  of best validation mask AP (only with validation data).
+* ``weights/last_model.safetensors``: the raw (non-EMA) training weights (``--resume`` continues from them).
 * ``weights/last_state.pt``: optimizer, AMP scaler, EMA counter, RNG and progress, for exact ``--resume``.
 * ``results.csv`` (one row per epoch), ``results.png`` (if matplotlib is importable), ``config.json``.
 """
@@ -34,6 +35,7 @@ from ..build import build_yolov8_seg, infer_architecture
 from ..checkpoint import load_safetensors, load_state_dict_from_file, save_safetensors
 from ..modeling import YOLOv8Seg
 from ..modeling.head import make_anchors
+from ..ops.parallel import default_workers
 from .augment import Augment
 from .data import load_records
 from .dataset import SegmentationDataset, collate
@@ -66,7 +68,7 @@ class TrainConfig:
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
-    workers: int = 4
+    workers: int | None = None  # data-loading processes; None: one per core, at most 4
     device: str = "auto"
     out: str = "runs/train"
     resume: str | None = None
@@ -411,7 +413,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         resume_dir = Path(cfg.resume)
         saved = json.loads((resume_dir / "config.json").read_text())
         saved.get("augment", {}).setdefault("mosaic", 0.0)  # runs from before mosaic existed had none
-        keep = {"device": cfg.device, "workers": cfg.workers, "progress": cfg.progress, "stop_after_epochs": cfg.stop_after_epochs, "max_steps": cfg.max_steps}
+        keep = {"device": cfg.device, "progress": cfg.progress, "stop_after_epochs": cfg.stop_after_epochs, "max_steps": cfg.max_steps}
+        if cfg.workers is not None:  # chosen again for this run; else the run's own
+            keep["workers"] = cfg.workers
         cfg = TrainConfig.from_dict({**saved, **keep, "resume": str(resume_dir), "out": str(resume_dir)})
     if not cfg.data:
         raise ValueError("no training data given (--data)")
@@ -442,7 +446,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         sampler = torch.utils.data.distributed.DistributedSampler(dataset, info.world, info.rank, shuffle=True, seed=cfg.seed)
     else:
         sampler = _Sampler(len(dataset), cfg.seed)
-    loader_kwargs = dict(batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda")
+    loader_kwargs = dict(batch_size=cfg.batch, sampler=sampler, num_workers=default_workers() if cfg.workers is None else cfg.workers, collate_fn=collate, pin_memory=device.type == "cuda")
     val_records = None
     if cfg.val and info.main:
         val_records, val_report = load_records(cfg.val, cfg.val_format or cfg.format)

@@ -280,6 +280,7 @@
     busy: false,
     textBusy: false,
     error: '',
+    errorSource: '',
     selection: { entries: [], indices: [] },
     server: null,
     hover: -1,
@@ -301,6 +302,10 @@
     topK: el('top-k'),
     textSubmit: el('text-submit'),
     textError: el('text-error'),
+    errorPanel: el('error-panel'),
+    errorTitle: el('error-title'),
+    errorMessage: el('error-message'),
+    errorClose: el('error-close'),
     imgsz: el('imgsz'),
     conf: el('conf'),
     iou: el('iou'),
@@ -329,6 +334,13 @@
     list: el('selection-list'),
     count: el('selection-count'),
     selectionEmpty: el('selection-empty'),
+    keyButton: el('key-button'),
+    keyDialog: el('key-dialog'),
+    keyForm: el('key-form'),
+    keyInput: el('key-input'),
+    keyMessage: el('key-message'),
+    keyError: el('key-error'),
+    keySubmit: el('key-submit'),
   };
 
   const MODE_HINTS = {
@@ -637,6 +649,24 @@
     dom.list.appendChild(frag);
   }
 
+  /** Show a failure in full (wrapped, selectable) above the image; a later success of the same `source` hides it. */
+  function showError(title, message, source) {
+    state.errorSource = source;
+    dom.errorTitle.textContent = title;
+    dom.errorMessage.textContent = message;
+    dom.errorPanel.hidden = false;
+    relayout();
+  }
+
+  /** Hide the error panel (only if it shows a failure of `source`, when given). */
+  function hideError(source) {
+    if (source && state.errorSource !== source) return;
+    if (dom.errorPanel.hidden) return;
+    state.errorSource = '';
+    dom.errorPanel.hidden = true;
+    relayout();
+  }
+
   function setStatus(text, isError) {
     state.error = isError ? text : '';
     dom.status.textContent = text;
@@ -724,7 +754,8 @@
 
   let resizeTimer = 0;
   let lastThickness = 1;
-  window.addEventListener('resize', () => {
+  /** Fit the image to the space it has now (window resized, error panel shown or hidden). */
+  function relayout() {
     fit();
     renderPrompts();
     clearTimeout(resizeTimer);
@@ -735,7 +766,8 @@
         renderOverlay();
       }
     }, 150);
-  });
+  }
+  window.addEventListener('resize', relayout);
 
   /* ------------------------------------------------------------------------------------------------------
    * Progress
@@ -781,11 +813,87 @@
     return `${response.status} ${response.statusText || 'error'}`;
   }
 
+  /* API keys: a server started with keys answers 401 to API calls without one. The page asks for the key (a
+   * modal dialog), checks it, keeps it in this tab's session storage and sends it as a bearer token. */
+
+  const KEY_STORAGE = 'fastsam.apiKey';
+  let apiKey = '';
+  try { apiKey = sessionStorage.getItem(KEY_STORAGE) || ''; } catch (_) { /* storage blocked */ }
+  let keyWaiters = null; // resolve functions of the calls waiting for a key
+
+  /** `headers` plus the API key, when one is set. */
+  function withKey(headers) {
+    const h = { ...(headers || {}) };
+    if (apiKey) h.Authorization = `Bearer ${apiKey}`;
+    return h;
+  }
+
+  function openKeyDialog(message) {
+    dom.keyMessage.textContent = message || 'This server needs an API key.';
+    dom.keyError.hidden = true;
+    dom.keyInput.value = '';
+    if (!dom.keyDialog.open) dom.keyDialog.showModal();
+    dom.keyInput.focus();
+  }
+
+  /** Ask for a key until the server accepts one; resolves then (the caller retries its request). */
+  function askKey(message) {
+    openKeyDialog(message);
+    return new Promise((resolve) => { (keyWaiters = keyWaiters || []).push(resolve); });
+  }
+
+  dom.keyForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const key = dom.keyInput.value.trim();
+    if (!key) return;
+    dom.keySubmit.disabled = true;
+    try {
+      // an image id that never exists: 404 says the key was accepted, 401 that it was not
+      const r = await fetch(`${API}/images/key-check`, { headers: { Authorization: `Bearer ${key}` } });
+      if (r.status === 401) {
+        dom.keyError.textContent = await errorText(r);
+        dom.keyError.hidden = false;
+        return;
+      }
+    } catch (_) {
+      dom.keyError.textContent = 'network error: is the server running?';
+      dom.keyError.hidden = false;
+      return;
+    } finally {
+      dom.keySubmit.disabled = false;
+    }
+    apiKey = key;
+    try { sessionStorage.setItem(KEY_STORAGE, key); } catch (_) { /* storage blocked: this page only */ }
+    dom.keyInput.value = ''; // the key does not stay in the page
+    dom.keyDialog.close();
+    const waiting = keyWaiters || [];
+    keyWaiters = null;
+    waiting.forEach((resolve) => resolve());
+  });
+  // Escape closes a modal dialog: not while a request waits for the key
+  dom.keyDialog.addEventListener('cancel', (e) => { if (keyWaiters) e.preventDefault(); });
+  dom.keyButton.addEventListener('click', () => openKeyDialog('Enter the API key to use from now on.'));
+
+  /** fetch() with the API key; a 401 asks for a key and sends the request again. */
+  async function apiFetch(url, options) {
+    for (;;) {
+      const r = await fetch(url, { ...(options || {}), headers: withKey(options && options.headers) });
+      if (r.status !== 401) return r;
+      if (apiKey) {
+        apiKey = '';
+        try { sessionStorage.removeItem(KEY_STORAGE); } catch (_) { /* storage blocked */ }
+      }
+      await askKey(await errorText(r));
+    }
+  }
+
   async function checkHealth() {
     try {
       const r = await fetch(`${API}/health`);
       const h = await r.json();
       state.server = h;
+      dom.keyButton.hidden = !h.auth;
+      if (h.auth && !apiKey && !dom.keyDialog.open) openKeyDialog('This server needs an API key: ask its administrator for one.');
       dom.serverInfo.className = 'server ' + (h.ready ? 'ok' : 'bad');
       dom.serverInfo.textContent = h.ready ? `${h.model} · ${h.device}` : 'model loading…';
       if (!h.ready) setTimeout(checkHealth, 2000);
@@ -806,6 +914,7 @@
       const req = new XMLHttpRequest();
       xhr = req;
       req.open('POST', `${API}/images?${params}`);
+      if (apiKey) req.setRequestHeader('Authorization', `Bearer ${apiKey}`);
       req.responseType = 'text';
       req.upload.onprogress = (e) => {
         if (seq === uploadSeq && e.lengthComputable) showProgress(`Uploading… ${Math.round((100 * e.loaded) / e.total)}%`, e.loaded / e.total);
@@ -826,6 +935,7 @@
   async function segment() {
     if (!state.file) return;
     if (xhr) xhr.abort();
+    hideError('upload');
     const seq = ++uploadSeq;
     const settings = { ...state.settings };
     state.busy = true;
@@ -837,6 +947,17 @@
       for (let attempt = 0; ; attempt++) {
         req = await uploadRequest(state.file, settings, seq);
         if (seq !== uploadSeq) return;
+        if (req.status === 401) { // no key, or a wrong one: ask, then upload again (not counted as a retry)
+          let message = '';
+          try { message = JSON.parse(req.responseText).error; } catch (_) { /* not JSON */ }
+          apiKey = '';
+          try { sessionStorage.removeItem(KEY_STORAGE); } catch (_) { /* storage blocked */ }
+          showProgress('Waiting for an API key…', null);
+          await askKey(message);
+          if (seq !== uploadSeq) return;
+          attempt--;
+          continue;
+        }
         if (req.status !== 503 || attempt >= 5) break;
         const wait = Math.min(Math.max(Number(req.getResponseHeader('Retry-After')) || 2, 1), 10);
         showProgress(`Server busy; retrying in ${wait} s…`, null);
@@ -888,6 +1009,7 @@
       if (err.cancelled) {
         setStatus(state.image ? 'Cancelled; showing the previous result.' : 'Cancelled.', false);
       } else {
+        showError('Segmentation failed', err.message || String(err), 'upload');
         setStatus(err.message || String(err), true);
       }
       renderControls();
@@ -905,7 +1027,7 @@
         bitmap = await createImageBitmap(state.file);
       } catch (_) { /* unsupported here: TIFF and the like */ }
       if (!bitmap || bitmap.width !== W || bitmap.height !== H) {
-        const r = await fetch(`${API}/images/${state.image.id}/overlay`, {
+        const r = await apiFetch(`${API}/images/${state.image.id}/overlay`, {
           method: 'POST', headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ indices: [], alpha: 0, contours: false }),
         });
@@ -928,6 +1050,7 @@
   /** Ask the server which masks match the text queries (CLIP). */
   async function runText(queries, topK, record) {
     dom.textError.hidden = true;
+    hideError('text');
     if (!state.image) return;
     if (!queries.length) {
       dom.textError.textContent = 'Type a query first (one per line, or comma-separated).';
@@ -943,7 +1066,7 @@
     const abort = new AbortController();
     textAbort = abort;
     try {
-      const r = await fetch(`${API}/images/${imageId}/prompt`, {
+      const r = await apiFetch(`${API}/images/${imageId}/prompt`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ texts: queries, top_k: topK }), signal: abort.signal,
       });
@@ -952,15 +1075,17 @@
       if (textAbort !== abort || !state.image || state.image.id !== imageId) return; // superseded
       if (record) pushHistory();
       state.text = { queries, topK, results: body.masks.map((m) => ({ index: m.index, prompt_id: m.prompt_id })) };
+      hideError('text');
       setStatus('', false);
     } catch (err) {
       if (textAbort !== abort) return; // superseded by a newer query
       if (abort.signal.aborted) {
         setStatus('Text query cancelled.', false);
       } else {
-        dom.textError.textContent = err.message || String(err);
+        showError('Text prompts failed', err.message || String(err), 'text');
+        dom.textError.textContent = 'The server could not answer: the full message is shown above the image.';
         dom.textError.hidden = false;
-        setStatus('Text query failed: ' + (err.message || String(err)), true);
+        setStatus('Text query failed (the message is shown above the image).', true);
       }
     } finally {
       if (textAbort === abort) {
@@ -1109,9 +1234,11 @@
   function loadFile(file) {
     if (!file) return;
     if (file.type && !file.type.startsWith('image/')) {
+      showError('Not an image', `“${file.name}” is not an image (${file.type}): choose a JPEG, PNG, TIFF, WebP, BMP or GIF file.`, 'file');
       setStatus(`“${file.name}” is not an image (${file.type}).`, true);
       return;
     }
+    hideError();
     state.file = file;
     state.bitmap = null;
     state.points = [];
@@ -1236,6 +1363,8 @@
 
   dom.undo.addEventListener('click', undo);
   dom.clear.addEventListener('click', clearPrompts);
+  dom.errorClose.addEventListener('click', () => hideError());
+
   dom.cancel.addEventListener('click', () => {
     if (xhr) xhr.abort();
     if (textAbort) textAbort.abort();
