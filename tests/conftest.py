@@ -10,6 +10,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/model_factory.py
 
+from PIL import Image  # noqa: E402
+
+_PIL_OPEN = Image.open
+
+
+@pytest.fixture(autouse=True)
+def _pillow_as_shipped():
+    """Importing ultralytics (the test-only oracle, imported in-process by a few tests) replaces ``PIL.Image.open``
+    process-wide with a version that tries to pip-install a HEIF plugin on any unidentified file; put Pillow's own
+    back after every test so that no later test reads images through it."""
+    yield
+    if Image.open is not _PIL_OPEN:
+        Image.open = _PIL_OPEN
+
+
 SHARED_DIR = Path(os.environ.get("FASTSAM_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 """Read-only project data (``$FASTSAM_SHARED``, default ``../shared`` next to the repository)."""
 

@@ -172,6 +172,12 @@ def test_logits_and_low_res_round_trip(predictor):
     logits, _, _ = predictor.predict(point_coords=point, point_labels=label, return_logits=True)
     assert logits.dtype == np.float32 and logits.shape == masks.shape
     assert ((logits > predictor.model.mask_threshold) == masks).mean() > 0.9999
+    # the same point through predict_torch, in SAM's resized frame
+    coords = predictor.transform.apply_coords_torch(torch.tensor([[[900.0, 600.0]]]), predictor.original_size)
+    batched, batched_scores, _ = predictor.predict_torch(coords, torch.tensor([[1]]))
+    assert batched.shape == (1, 3, 1200, 1800)
+    np.testing.assert_array_equal(batched[0].numpy(), masks)
+    np.testing.assert_array_equal(batched_scores[0].numpy(), scores)
     # SAM's low-resolution logits, fed back alone, ask for the same mask again
     best = int(np.argmax(scores))
     again, _, _ = predictor.predict(mask_input=low[best][None], multimask_output=False)
@@ -224,8 +230,8 @@ def test_resize_longest_side_matches_segment_anything():
         np.testing.assert_allclose(ours.to_original_coords(ours.apply_coords(coords, size), size), coords, rtol=1e-9)
 
 
-def test_end_to_end_batched_call(sam, truck):
-    # predictor_example.ipynb, "End-to-end batched inference", with segment-anything's own ResizeLongestSide
+def test_end_to_end_batched_call(sam, dog):
+    # predictor_example.ipynb, "End-to-end batched inference" (on dog.jpg), with segment-anything's ResizeLongestSide
     from segment_anything.utils.transforms import ResizeLongestSide as Theirs
 
     resize_transform = Theirs(sam.image_encoder.img_size)
@@ -235,13 +241,13 @@ def test_end_to_end_batched_call(sam, truck):
         image = torch.as_tensor(image, device=device.device)
         return image.permute(2, 0, 1).contiguous()
 
-    image1_boxes = torch.tensor([[75, 275, 1725, 850], [425, 600, 700, 875]], device=sam.device)
-    batched_input = [{"image": prepare_image(truck, resize_transform, sam),
-                      "boxes": resize_transform.apply_boxes_torch(image1_boxes, truck.shape[:2]),
-                      "original_size": truck.shape[:2]}]  # fmt: skip
+    image1_boxes = torch.tensor([[75, 275, 725, 450], [425, 100, 700, 375]], device=sam.device)
+    batched_input = [{"image": prepare_image(dog, resize_transform, sam),
+                      "boxes": resize_transform.apply_boxes_torch(image1_boxes, dog.shape[:2]),
+                      "original_size": dog.shape[:2]}]  # fmt: skip
     batched_output = sam(batched_input, multimask_output=False)
     assert set(batched_output[0]) == {"masks", "iou_predictions", "low_res_logits"}
-    assert batched_output[0]["masks"].shape == (2, 1, 1200, 1800)
+    assert batched_output[0]["masks"].shape == (2, 1, 534, 800) and batched_output[0]["masks"].dtype == torch.bool
     assert batched_output[0]["iou_predictions"].shape == (2, 1)
     assert batched_output[0]["low_res_logits"].shape == (2, 1, 256, 256)
 
@@ -272,23 +278,21 @@ def test_sam2_image_predictor(tiny_weights, dog, dog_predictor):
         sam2.get_image_embedding()
 
 
-def test_sam2_batch_and_cleanup(tiny_weights, shared_images_dir):
+def test_sam2_batch_and_cleanup(tiny_weights, dog, shared_images_dir, dog_predictor):
     model = build_sam2("sam2_hiera_s.yaml", str(tiny_weights), **SETTINGS)
-    images = [load_image(shared_images_dir / "segment-anything" / n) for n in ("dog.jpg", "groceries.jpg")]
+    images = [dog, load_image(shared_images_dir / "segment-anything" / "groceries.jpg")]
     sam2 = SAM2ImagePredictor(model, max_hole_area=4.0, max_sprinkle_area=4.0)
     sam2.set_image_batch(images)
     boxes = [np.array([100, 100, 500, 400]), np.array([50, 50, 300, 300])]
     masks, scores, lows = sam2.predict_batch(None, None, box_batch=boxes, multimask_output=False)
     assert [m.shape for m in masks] == [(1, *images[0].shape[:2]), (1, *images[1].shape[:2])]
     assert [s.shape for s in scores] == [(1,), (1,)] and [lo.shape for lo in lows] == [(1, 256, 256)] * 2
-    plain = SAM2ImagePredictor(model)
-    plain.set_image(images[1])
-    raw, _, _ = plain.predict(box=boxes[1], multimask_output=False)
+    raw, _, _ = dog_predictor.predict(box=boxes[0], multimask_output=False)
     # SAM 2's hole filling and speck removal, its low-resolution areas in original pixels: (longest side / 256)^2
-    area = 4.0 * (max(images[1].shape[:2]) / 256) ** 2
-    expected, _ = remove_small_regions(raw[0].astype(bool), area + 1, "holes")
+    area = 4.0 * (max(dog.shape[:2]) / 256) ** 2
+    expected, _ = remove_small_regions(raw[0], area + 1, "holes")
     expected, _ = remove_small_regions(expected, area + 1, "islands", keep_largest=False)
-    np.testing.assert_array_equal(masks[1][0].astype(bool), expected)
+    np.testing.assert_array_equal(masks[0][0].astype(bool), expected)
 
 
 def test_sam2_generator_options_warn_once(tiny_weights, dog):
