@@ -10,19 +10,23 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/model_factory.py
 
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 _PIL_OPEN = Image.open
+_TORCH_THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(autouse=True)
 def _pillow_as_shipped():
     """Importing ultralytics (the test-only oracle, imported in-process by a few tests) replaces ``PIL.Image.open``
-    process-wide with a version that tries to pip-install a HEIF plugin on any unidentified file; put Pillow's own
-    back after every test so that no later test reads images through it."""
+    process-wide with a version that tries to pip-install a HEIF plugin on any unidentified file, and changes torch's
+    thread count; put both back after every test so that no later test runs under them."""
     yield
     if Image.open is not _PIL_OPEN:
         Image.open = _PIL_OPEN
+    if torch.get_num_threads() != _TORCH_THREADS:  # ultralytics' import changes torch's thread count too
+        torch.set_num_threads(_TORCH_THREADS)
 
 
 SHARED_DIR = Path(os.environ.get("FASTSAM_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()

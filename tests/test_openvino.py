@@ -153,5 +153,5 @@ def test_cli_export_then_segment(tiny_weights: Path, photo_path: Path, tmp_path:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / f"{photo_path.stem}.json").is_file()
     bad = subprocess.run(run + ["export", str(tiny_weights), "--format", "onnx", "--int8"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert bad.returncode == 1 and "openvino" in bad.stderr and "Traceback" not in bad.stderr
+                         capture_output=True, text=True, timeout=300)  # fmt: skip  # a usage error: exit 2
+    assert bad.returncode == 2 and "openvino" in bad.stderr and "Traceback" not in bad.stderr

@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """The command line asks for something impossible, whatever the inputs (exit code 2, no input read)."""
 
 
