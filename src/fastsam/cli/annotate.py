@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .common import (
     UsageError,
+    add_clip_checkpoint_option,
     add_debug_option,
     add_inference_options,
     add_model_options,
@@ -16,6 +17,7 @@ from .common import (
     add_workers_option,
     check_inference_args,
     default_batch_size,
+    load_clip,
     model_from_args,
 )
 
@@ -58,12 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "as predicted; auto: resolve with --classes, keep without (default: %(default)s)")  # fmt: skip
     labels.add_argument("--segmentation", choices=("rle", "polygons"), default="rle",
                         help="COCO masks as compressed RLE (exact) or polygons (holes filled) (default: %(default)s)")  # fmt: skip
-    labels.add_argument(
-        "--clip-checkpoint", type=Path, metavar="PATH",
-        help="local weights of the CLIP model used by --classes (ViT-B-32 'openai', e.g. open_clip_model.safetensors "
-        "from huggingface.co/timm/vit_base_patch32_clip_224.openai), for machines without internet (default: the "
-        "Hugging Face hub cache, or a download)",
-    )  # fmt: skip
+    add_clip_checkpoint_option(labels, "--classes")
     add_model_options(parser)
     add_inference_options(parser, batch_size=None)
     add_workers_option(parser, "image decoding threads")
@@ -99,12 +96,7 @@ def check_annotate_args(args: argparse.Namespace) -> None:
 
 def _text_scorer(args: argparse.Namespace, device: str):
     """CLIP for --classes, loaded now so that missing weights stop the run before any image is segmented."""
-    from ..prompts.text import ClipScorer
-
-    if args.clip_checkpoint is not None and not args.clip_checkpoint.is_file():
-        raise FileNotFoundError(f"--clip-checkpoint {args.clip_checkpoint}: no such file (give the CLIP weights file, "
-                                "e.g. open_clip_model.safetensors)")  # fmt: skip
-    return ClipScorer(checkpoint=args.clip_checkpoint, device=device).load()
+    return load_clip(args.clip_checkpoint, device)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -186,3 +186,30 @@ def default_batch_size(device_type: str) -> int:
 
 def add_debug_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+
+
+def add_clip_checkpoint_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, used_by: str) -> None:
+    """``--clip-checkpoint PATH``: local CLIP weights for machines without internet (``used_by``: which options)."""
+    from pathlib import Path
+
+    parser.add_argument(
+        "--clip-checkpoint", type=Path, metavar="PATH",
+        help=f"local weights of the CLIP model used by {used_by} (ViT-B-32 'openai', e.g. open_clip_model.safetensors "
+        "from huggingface.co/timm/vit_base_patch32_clip_224.openai), for machines without internet (default: the "
+        "Hugging Face hub cache, or a download)",
+    )  # fmt: skip
+
+
+def check_clip_checkpoint(path: Any) -> None:
+    """Fail before any model is loaded when ``--clip-checkpoint`` names no file."""
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"--clip-checkpoint {path}: no such file (give the CLIP weights file, e.g. "
+                                "open_clip_model.safetensors)")  # fmt: skip
+
+
+def load_clip(path: Any, device: str):  # -> fastsam.prompts.text.ClipScorer (imported lazily: fast --help)
+    """CLIP for text/class prompts, loaded now so that missing weights stop a run before any image is segmented."""
+    from ..prompts.text import ClipScorer
+
+    check_clip_checkpoint(path)
+    return ClipScorer(checkpoint=path, device=device).load()

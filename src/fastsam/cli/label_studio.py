@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .common import (
     UsageError,
+    add_clip_checkpoint_option,
     add_debug_option,
     add_inference_options,
     add_model_options,
     check_inference_args,
+    load_clip,
 )
 
 
@@ -39,12 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     labels.add_argument("--overlap", choices=("auto", "resolve", "keep"), default="auto",
                         help="resolve: masks of one label made disjoint; keep: as predicted; auto: resolve with "
                         "--prelabel classes (default: %(default)s)")  # fmt: skip
-    labels.add_argument(
-        "--clip-checkpoint", type=Path, metavar="PATH",
-        help="local weights of the CLIP model used by --prelabel classes (ViT-B-32 'openai', e.g. "
-        "open_clip_model.safetensors from huggingface.co/timm/vit_base_patch32_clip_224.openai), for machines without "
-        "internet (default: the Hugging Face hub cache, or a download)",
-    )  # fmt: skip
+    add_clip_checkpoint_option(labels, "--prelabel classes")
     parser.add_argument("--cache-images", type=int, default=32,
                         help="segmented images kept for later clicks (default: %(default)s)")  # fmt: skip
     add_model_options(parser)
@@ -89,12 +85,7 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)  # before the server starts: bad weights are one error line, not a failed startup
     scorer = None
     if args.prelabel == "classes":
-        from ..prompts.text import ClipScorer
-
-        if args.clip_checkpoint is not None and not args.clip_checkpoint.is_file():
-            raise FileNotFoundError(f"--clip-checkpoint {args.clip_checkpoint}: no such file (give the CLIP weights "
-                                    "file, e.g. open_clip_model.safetensors)")  # fmt: skip
-        scorer = ClipScorer(checkpoint=args.clip_checkpoint, device=str(model.device)).load()
+        scorer = load_clip(args.clip_checkpoint, str(model.device))
     backend = FastSAMBackend(model, settings, model_name=str(args.model), text_scorer=scorer)
     uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="debug" if args.debug else "info")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .common import (
     UsageError,
+    add_clip_checkpoint_option,
     add_debug_option,
     add_inference_options,
     add_model_options,
@@ -16,6 +17,7 @@ from .common import (
     add_workers_option,
     check_inference_args,
     default_batch_size,
+    load_clip,
     model_from_args,
 )
 
@@ -117,12 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     prompts.add_argument("--text", action="append", help="a text query (CLIP); repeat for several, one mask each")
     prompts.add_argument("--top-k", type=int, default=1, help="masks per text query (default: %(default)s)")
-    prompts.add_argument(
-        "--clip-checkpoint", type=Path, metavar="PATH",
-        help="local weights of the CLIP model used by --text (ViT-B-32 'openai', e.g. open_clip_model.safetensors from "
-        "huggingface.co/timm/vit_base_patch32_clip_224.openai), for machines without internet (default: the Hugging "
-        "Face hub cache, or a download)",
-    )  # fmt: skip
+    add_clip_checkpoint_option(prompts, "--text")
     render = parser.add_argument_group("overlay")
     render.add_argument("--contours", action=argparse.BooleanOptionalAction, default=True, help="draw mask outlines (default: on)")
     render.add_argument(
@@ -333,9 +330,7 @@ def _tiled_stream(paths: list[Path], model, args: argparse.Namespace, settings: 
 
 def _text_scorer(args: argparse.Namespace, device: str):
     """CLIP for --text, loaded now so that missing weights stop the run before any image is segmented."""
-    from ..prompts.text import ClipScorer
-
-    return ClipScorer(checkpoint=args.clip_checkpoint, device=device).load()
+    return load_clip(args.clip_checkpoint, device)
 
 
 def _apply_prompts(result, args: argparse.Namespace):

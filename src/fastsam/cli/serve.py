@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import UsageError, add_debug_option, add_precision_option
+from .common import (
+    UsageError,
+    add_clip_checkpoint_option,
+    add_debug_option,
+    add_precision_option,
+    check_clip_checkpoint,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,12 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-queue", type=int, default=16, help="images waiting at most before 503 (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=4, help="images per forward pass at most (default: %(default)s)")
     parser.add_argument("--cache-mb", type=float, default=2048.0, help="memory for segmented images (default: %(default)s)")
-    parser.add_argument(
-        "--clip-checkpoint", type=Path, metavar="PATH",
-        help="local weights of the CLIP model used by text prompts (ViT-B-32 'openai', e.g. open_clip_model.safetensors "
-        "from huggingface.co/timm/vit_base_patch32_clip_224.openai), for machines without internet (default: the "
-        "Hugging Face hub cache, or a download)",
-    )  # fmt: skip
+    add_clip_checkpoint_option(parser, "text prompts")
     _add_replica_options(parser)
     _add_limit_options(parser)
     _add_access_options(parser)
@@ -243,9 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = _replica_plan(args)
     access = _access_and_limits(args)
-    if args.clip_checkpoint is not None and not args.clip_checkpoint.is_file():
-        raise FileNotFoundError(f"--clip-checkpoint {args.clip_checkpoint}: no such file (give the CLIP weights file, "
-                                "e.g. open_clip_model.safetensors)")  # fmt: skip
+    check_clip_checkpoint(args.clip_checkpoint)
     # Load the model before the server starts: missing or bad weights are one error line, not a failed startup.
     model = FastSAM(args.model, args.device, precision=args.precision) if plan is None else None
 
