@@ -15,18 +15,28 @@ from PIL import Image  # noqa: E402
 
 _PIL_OPEN = Image.open
 _TORCH_THREADS = torch.get_num_threads()
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_MAX_THREADS")
+_THREAD_ENV_AS_SHIPPED = {name: os.environ.get(name) for name in _THREAD_ENV}
 
 
 @pytest.fixture(autouse=True)
 def _pillow_as_shipped():
     """Importing ultralytics (the test-only oracle, imported in-process by a few tests) replaces ``PIL.Image.open``
-    process-wide with a version that tries to pip-install a HEIF plugin on any unidentified file, and changes torch's
-    thread count; put both back after every test so that no later test runs under them."""
+    process-wide with a version that tries to pip-install a HEIF plugin on any unidentified file, changes torch's
+    thread count and sets ``OMP_NUM_THREADS=1`` in the environment, which every subprocess started later (a backend, a
+    server) inherits, so it would compute with one thread where this process uses several and round differently; put
+    all of them back after every test so that no later test runs under them."""
     yield
     if Image.open is not _PIL_OPEN:
         Image.open = _PIL_OPEN
     if torch.get_num_threads() != _TORCH_THREADS:  # ultralytics' import changes torch's thread count too
         torch.set_num_threads(_TORCH_THREADS)
+    for name, value in _THREAD_ENV_AS_SHIPPED.items():
+        if os.environ.get(name) != value:
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 SHARED_DIR = Path(os.environ.get("FASTSAM_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
