@@ -26,6 +26,7 @@ from fastsam.ops.rle import (
     toggles_to_window,
     window_toggles,
 )
+from fastsam.ops import column_runs
 from fastsam.ops.sign_resize import linear_taps, positive_transitions, upsample_positive
 from fastsam.postprocess import (
     masks_as_runs,
@@ -75,6 +76,27 @@ def test_transitions_are_those_of_the_sign_lookup(src: np.ndarray, out: tuple[in
     assert sorted(zip(x.tolist(), y.tolist())) == column_changes(upsample_positive(src, rows, cols))
 
 
+@pytest.mark.skipif(not column_runs.AVAILABLE, reason="numba is not installed")
+@given(src=sources(), out=st.tuples(st.integers(1, 150), st.integers(1, 150)), height=st.integers(0, 40), data=st.data())
+@settings(max_examples=300, deadline=None)
+def test_compiled_runs_are_those_of_the_sign_lookup(
+    src: np.ndarray, out: tuple[int, int], height: int, data: st.DataObject
+) -> None:
+    """The compiled kernel (the default CPU path) gives the run boundaries of upsample_positive's mask placed in a
+    taller image (a window that spans the image's height joins runs across columns), in canonical order."""
+    (h, w), (sh, sw) = out, src.shape
+    y0, y1 = sorted(data.draw(st.lists(st.integers(0, h), min_size=2, max_size=2, unique=True)))
+    x0, x1 = sorted(data.draw(st.lists(st.integers(0, w), min_size=2, max_size=2, unique=True)))
+    rows, cols = linear_taps(y0, y1, sh / h, sh), linear_taps(x0, x1, sw / w, sw)
+    top = data.draw(st.integers(0, height))  # the window's rows y0 .. y1 - 1 at rows top .. of the image
+    image = np.zeros((top + (y1 - y0) + (height - top), x1), dtype=bool)
+    image[top : top + y1 - y0, x0:x1] = upsample_positive(src, rows, cols)
+    flat = np.concatenate(([False], image.T.reshape(-1), [False]))
+    expected = np.flatnonzero(flat[1:] != flat[:-1])
+    got = column_runs.column_toggles(src, rows, cols, (x0, top), image.shape[0])
+    assert got.dtype == np.int64 and np.array_equal(got, expected)
+
+
 def random_masks(orig_hw: tuple[int, int], imgsz: int, n: int, seed: int, spread: float = 0.5):
     """Prototypes, coefficients and boxes like a network's (smooth logits, boxes anywhere, some past the edges)."""
     g = letterbox_geometry(orig_hw, imgsz)
@@ -106,6 +128,15 @@ def test_runs_equal_the_windowed_and_the_dense_masks(orig_hw: tuple[int, int], i
     laid_out = runs.numpy()
     assert laid_out.shape == dense.shape and (laid_out != dense).sum() <= 2
     assert np.array_equal(runs.bounds, mask_to_box(laid_out).astype(np.int64))
+
+
+def test_numpy_fallback_gives_the_compiled_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without numba the numpy form runs instead, with the same answer."""
+    protos, coefficients, boxes, g = random_masks((1080, 1920), 640, 20, seed=7)
+    compiled = masks_as_runs(protos, coefficients, boxes, g)
+    monkeypatch.setattr(column_runs, "AVAILABLE", False)
+    fallback = masks_as_runs(protos, coefficients, boxes, g)
+    assert fallback.to_rle() == compiled.to_rle() and len(compiled) == 20
 
 
 def test_runs_of_a_network_on_real_photos_equal_todays_masks(tiny_model, shared_images_dir) -> None:

@@ -104,8 +104,9 @@ def test_encoded_image_answers_prompts_as_the_original(segmented: SegmentedImage
     for kwargs in ({"points": points}, {"points": points, "multimask": True}, {"boxes": boxes},
                    {"points": points[:3], "labels": [1, 0, 1], "mode": "official"}):  # fmt: skip
         same_answer(back.prompt(**kwargs), segmented.prompt(**kwargs))
-    # far smaller than the image held in memory (bit-packed index + raw pixels)
-    assert len(blob) < segmented.release_masks() / 4
+    # smaller than the image held in memory (the masks' runs + raw pixels), and read back as runs
+    assert len(blob) < segmented.release_masks() / 2
+    assert back.result.mask_runs() is not None
 
 
 class _Bomb:

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, nms
 
 from .masks import RunMasks, WindowedMasks
+from .ops import column_runs
+from .ops.column_runs import column_toggles
 from .ops.parallel import map_slices
 from .ops.boxes import box_xywh_to_xyxy, crop_masks_to_boxes, scale_boxes_to_original
 from .ops.rle import canonical_toggles, toggle_dtype
@@ -231,7 +233,10 @@ def masks_as_runs(
                 out.append(np.zeros(0, dtype=dtype))
                 continue
             src, rows, cols = plan.source(k)
-            # a strip of output columns at a time: the temporaries follow the strip, not the window
+            if column_runs.AVAILABLE:  # compiled: one pass, no temporaries
+                out.append(column_toggles(src, rows, cols, (xa, ya), height).astype(dtype))
+                continue
+            # numpy: a strip of output columns at a time, the temporaries follow the strip, not the window
             span = int(rows[0][-1]) - int(rows[0][0]) + 1  # source rows the window's pixels start from
             step = max(1, _RUN_STRIP_CELLS // span)
             found = []

@@ -1,8 +1,11 @@
 """Segment once, prompt many times.
 
 :class:`FastSAMPredictor` runs the network once per image (:meth:`~FastSAMPredictor.set_image`); every prompt
-after that only selects among the cached masks, through a bit-packed :class:`~fastsam.ops.mask_index.MaskIndex`
-(milliseconds, no network).
+after that only selects among the cached masks (milliseconds, no network). Masks held as column-major runs (what
+:meth:`FastSAM.predict` makes on a CPU, :class:`~fastsam.masks.RunMasks`) are queried and answered from the runs
+(:class:`~fastsam.ops.mask_index.RunIndex`: 300 masks of a 36 MP photo hold about 50 MB instead of the 1.35 GB of a
+bit-packed index), and answers hold runs too, so no full-size mask is laid out unless ``masks`` is read; other
+masks go through a bit-packed :class:`~fastsam.ops.mask_index.MaskIndex`. Both give the same answers.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine import FastSAM, ImageInput
-from .masks import WindowedMasks
-from .ops.mask_index import MaskIndex
+from .masks import RunMasks, WindowedMasks
+from .ops.mask_index import MaskIndex, RunIndex
 from .ops.rle import tight_windows
 from .prompts.boxes import select_by_boxes
 from .prompts.points import POINT_MODES, PointMode, merge_official, select_best, select_ultralytics
@@ -42,14 +45,18 @@ class SegmentedImage:
         self.result = result
         self._text_scorer = text_scorer
         self._device = device
-        self._index: MaskIndex | None = None
+        self._index: MaskIndex | RunIndex | None = None
 
     @property
-    def index(self) -> MaskIndex:
-        """The bit-packed index over the masks (built on first use)."""
+    def index(self) -> MaskIndex | RunIndex:
+        """Point and box queries over the masks (made on first use): from the runs when the result holds its masks as
+        runs (sharing them, nothing is copied), else a bit-packed index."""
         if self._index is None:
+            runs = self.result.mask_runs()
             held = self.result.mask_windows()
-            if held is not None:  # packed from the box windows: the (N, H, W) array is never made
+            if runs is not None:
+                self._index = runs.index()
+            elif held is not None:  # packed from the box windows: the (N, H, W) array is never made
                 self._index = MaskIndex.from_windows(held.windows, held.bounds, held.image_size)
             else:
                 self._index = MaskIndex(self.result.masks)
@@ -61,17 +68,29 @@ class SegmentedImage:
 
     @property
     def masks(self) -> np.ndarray:
-        """``(N, H, W)`` bool: the cached masks (unpacked from the index after :meth:`release_masks`)."""
+        """``(N, H, W)`` bool: the cached masks (unpacked from the index after :meth:`release_masks`; laid out anew
+        from the runs at each read when held as runs, and not kept)."""
+        runs = self.result.mask_runs()
+        if runs is not None:
+            return runs.numpy()
         if self.result.masks is None:
             return self.index.unpack(np.arange(len(self.index)))
         return self.result.masks
 
     def release_masks(self) -> int:
-        """Keep the masks only bit-packed in the index (8x less memory); returns the bytes now held."""
-        index = self.index
-        self.result = dataclasses.replace(self.result, masks=None)
+        """Keep the masks only in a compact form and return the bytes now held (masks, image, boxes, scores).
+
+        Masks held as runs stay runs (the index shares them); other masks are kept bit-packed in the index only
+        (8x less than the bool array).
+        """
+        runs = self.result.mask_runs()
+        if runs is not None:
+            mask_bytes = runs.nbytes + _ARRAY_OVERHEAD * len(runs)
+        else:
+            mask_bytes = self.index.nbytes
+            self.result = dataclasses.replace(self.result, masks=None)
         image_bytes = self.result.image.nbytes if self.result.image is not None else 0
-        return index.nbytes + image_bytes + self.result.boxes.nbytes + self.result.scores.nbytes
+        return mask_bytes + image_bytes + self.result.boxes.nbytes + self.result.scores.nbytes
 
     def __len__(self) -> int:
         return len(self.result.boxes)
@@ -111,7 +130,9 @@ class SegmentedImage:
             chosen = np.flatnonzero(select_ultralytics(self.index, pixels, label_arr))
             return self.pick(chosen, np.zeros(len(chosen), np.int64))
         if mode == "official":
-            merged = merge_official(self.masks, self.index, pixels, label_arr)
+            runs = self.result.mask_runs()
+            masks = _RunWindowView(runs) if runs is not None else self.masks  # runs: one window decoded at a time
+            merged = merge_official(masks, self.index, pixels, label_arr)
             used = self.index.contains(pixels).any(0)
             score = float(self.result.scores[used].max()) if used.any() else 0.0
             return self._merged(merged, score)
@@ -185,8 +206,9 @@ class SegmentedImage:
         """Gather masks by index; -1 gives an all-False mask with a zero box and score.
 
         ``prompt_ids`` default to ``0, 1, 2, ...``. The answer holds its masks as box windows
-        (:class:`~fastsam.masks.WindowedMasks`): an index given many times shares one window, so the memory follows
-        the distinct masks picked, not the number of answers (50,000 boxes answered by 40 masks hold 40 windows).
+        (:class:`~fastsam.masks.WindowedMasks`), or as runs (:class:`~fastsam.masks.RunMasks`) when the cached masks
+        are runs: an index given many times shares one window (or one run array), so the memory follows the distinct
+        masks picked, not the number of answers (50,000 boxes answered by 40 masks hold 40 windows).
         """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if prompt_ids is None:
@@ -196,22 +218,29 @@ class SegmentedImage:
         valid = indices >= 0
         if not len(self):
             valid[:] = False
+        boxes = np.zeros((n, 4), dtype=np.float32)
+        scores = np.zeros(n, dtype=np.float32)
+        if valid.any():
+            boxes[valid] = r.boxes[indices[valid]]
+            scores[valid] = r.scores[indices[valid]]
+        runs = r.mask_runs()
+        masks = _gather_runs(runs, indices, valid) if runs is not None else self._gather_windows(indices, valid)
+        return SegmentationResult(
+            masks, boxes, scores, r.image_size, r.file_name, r.image,
+            indices=indices, prompt_ids=np.asarray(prompt_ids, dtype=np.int64).reshape(-1),
+        )  # fmt: skip
+
+    def _gather_windows(self, indices: np.ndarray, valid: np.ndarray) -> WindowedMasks:
+        """The masks ``indices`` as windows (an all-False one where ``valid`` is False), each distinct mask once."""
         distinct = np.unique(indices[valid])
         distinct_windows, distinct_bounds = self._windows(distinct)
         slot = np.searchsorted(distinct, np.where(valid, indices, 0))
         empty = np.zeros((0, 0), dtype=bool)
         windows = [distinct_windows[s] if v else empty for s, v in zip(slot.tolist(), valid.tolist())]
-        bounds = np.zeros((n, 4), dtype=np.int64)
-        boxes = np.zeros((n, 4), dtype=np.float32)
-        scores = np.zeros(n, dtype=np.float32)
+        bounds = np.zeros((len(indices), 4), dtype=np.int64)
         if valid.any():
             bounds[valid] = distinct_bounds[slot[valid]]
-            boxes[valid] = r.boxes[indices[valid]]
-            scores[valid] = r.scores[indices[valid]]
-        return SegmentationResult(
-            WindowedMasks(windows, bounds, r.image_size), boxes, scores, r.image_size, r.file_name, r.image,
-            indices=indices, prompt_ids=np.asarray(prompt_ids, dtype=np.int64).reshape(-1),
-        )  # fmt: skip
+        return WindowedMasks(windows, bounds, self.result.image_size)
 
     def _windows(self, chosen: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Masks ``chosen`` (sorted distinct indices) cut to their boxes: shared with the result where it holds
@@ -231,10 +260,49 @@ class SegmentedImage:
     def _merged(self, mask: np.ndarray, score: float) -> SegmentationResult:
         r = self.result
         windows, bounds = tight_windows(mask[None])
+        masks: WindowedMasks | RunMasks = WindowedMasks(windows, bounds, r.image_size)
+        if r.mask_runs() is not None:  # answers of masks held as runs are runs too
+            masks = RunMasks.from_windows(masks)
         return SegmentationResult(
-            WindowedMasks(windows, bounds, r.image_size), bounds.astype(np.float32), np.array([score], np.float32),
+            masks, bounds.astype(np.float32), np.array([score], np.float32),
             r.image_size, r.file_name, r.image, indices=np.array([-1]), prompt_ids=np.array([0]),
         )  # fmt: skip
+
+
+_ARRAY_OVERHEAD = 112
+"""Bytes a numpy array object takes besides its data (one run array per mask), counted in the memory held."""
+
+
+class _RunWindowView:
+    """``masks[m, y1:y2, x1:x2]`` of masks held as runs, decoding mask ``m``'s window only: what
+    :func:`~fastsam.prompts.points.merge_official` reads, without laying out the ``(N, H, W)`` array."""
+
+    def __init__(self, runs: RunMasks) -> None:
+        self.runs = runs
+        self.shape = runs.shape
+
+    def __getitem__(self, key: tuple[int, slice, slice]) -> np.ndarray:
+        m, rows, cols = key
+        r0, r1, _ = rows.indices(self.shape[1])
+        c0, c1, _ = cols.indices(self.shape[2])
+        out = np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), dtype=bool)
+        x1, y1, x2, y2 = self.runs.bounds[int(m)].tolist()
+        ys, ye, xs, xe = max(r0, y1), min(r1, y2), max(c0, x1), min(c1, x2)
+        if ye > ys and xe > xs:
+            out[ys - r0 : ye - r0, xs - c0 : xe - c0] = self.runs.window(int(m))[ys - y1 : ye - y1, xs - x1 : xe - x1]
+        return out
+
+
+def _gather_runs(runs: RunMasks, indices: np.ndarray, valid: np.ndarray) -> RunMasks:
+    """The masks ``indices`` of ``runs`` (an empty mask where ``valid`` is False), sharing the run arrays."""
+    if valid.all():
+        return runs.select(indices)
+    distinct, slot = np.unique(indices[valid], return_inverse=True)
+    empty = np.zeros(0, dtype=runs.runs[0].dtype if len(runs) else np.int64)
+    base = RunMasks([*(runs.runs[k] for k in distinct.tolist()), empty], runs.image_size)
+    positions = np.full(len(indices), len(distinct), dtype=np.int64)
+    positions[valid] = slot.reshape(-1)
+    return base.select(positions)
 
 
 def _held_windows(result: SegmentationResult) -> tuple[list[np.ndarray], np.ndarray]:
@@ -243,15 +311,23 @@ def _held_windows(result: SegmentationResult) -> tuple[list[np.ndarray], np.ndar
 
 
 def _concatenate(parts: list[SegmentationResult], base: SegmentationResult) -> SegmentationResult:
+    if len(parts) == 1:
+        return parts[0]
+    runs = [part.mask_runs() for part in parts]
     offsets, prompt_ids, windows, bounds = 0, [], [], []
     for part in parts:
         prompt_ids.append(part.prompt_ids + offsets)
         offsets += int(part.prompt_ids.max()) + 1 if len(part) else 0
-        part_windows, part_bounds = _held_windows(part)
-        windows.extend(part_windows)
-        bounds.append(np.asarray(part_bounds, dtype=np.int64).reshape(-1, 4))
+    if all(r is not None for r in runs):  # answers of masks held as runs: the runs, nothing decoded
+        masks: WindowedMasks | RunMasks = RunMasks([a for r in runs for a in r.runs], base.image_size)
+    else:
+        for part in parts:
+            part_windows, part_bounds = _held_windows(part)
+            windows.extend(part_windows)
+            bounds.append(np.asarray(part_bounds, dtype=np.int64).reshape(-1, 4))
+        masks = WindowedMasks(windows, np.concatenate(bounds), base.image_size)
     return SegmentationResult(
-        WindowedMasks(windows, np.concatenate(bounds), base.image_size), np.concatenate([p.boxes for p in parts]),
+        masks, np.concatenate([p.boxes for p in parts]),
         np.concatenate([p.scores for p in parts]), base.image_size, base.file_name, base.image,
         indices=np.concatenate([p.indices for p in parts]), prompt_ids=np.concatenate(prompt_ids),
     )  # fmt: skip

@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-queue", type=int, default=16, help="images waiting at most before 503 (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=4, help="images per forward pass at most (default: %(default)s)")
     parser.add_argument("--cache-mb", type=float, default=2048.0, help="memory for segmented images (default: %(default)s)")
+    parser.add_argument("--memory-mb", type=float, default=None, metavar="MB", help="memory budget of the whole "
+                        "server: each upload, prompt and overlay estimates its memory before it starts and waits "
+                        "(up to 10 s, then 503 with Retry-After) while it would not fit beside the model and the "
+                        "cached images (least recently used ones are dropped first to make room); work that could "
+                        "never fit is refused with 413 naming this option (default: 80%% of the machine's or "
+                        "container's memory; with --engine ray: none, per replica when given; 0: no budget)")  # fmt: skip
     add_clip_checkpoint_option(parser, "text prompts")
     _add_replica_options(parser)
     _add_limit_options(parser)
@@ -234,6 +240,17 @@ def _serve_ray(args: argparse.Namespace, config, plan) -> int:  # config: Server
     return 0
 
 
+def _memory_budget(memory_mb: float | None, replicas: bool) -> int | None:
+    """The server-wide memory budget in bytes that --memory-mb asks for (None: no budget)."""
+    from ..server.budget import default_memory_bytes
+
+    if memory_mb is None:
+        return None if replicas else default_memory_bytes()
+    if memory_mb < 0:
+        raise UsageError(f"--memory-mb must be 0 (no budget) or more, got {memory_mb:g}")
+    return None if memory_mb == 0 else round(memory_mb * 1024**2)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -245,8 +262,16 @@ def run(args: argparse.Namespace) -> int:
     plan = _replica_plan(args)
     access = _access_and_limits(args)
     check_clip_checkpoint(args.clip_checkpoint)
+    memory_bytes = _memory_budget(args.memory_mb, replicas=plan is not None)
     # Load the model before the server starts: missing or bad weights are one error line, not a failed startup.
     model = FastSAM(args.model, args.device, precision=args.precision) if plan is None else None
+    if model is not None and memory_bytes is not None:
+        from ..server.budget import MemoryBudget, OverBudgetError
+
+        try:  # the budget must leave room beside what the process holds with the model loaded
+            MemoryBudget(memory_bytes).settle()
+        except OverBudgetError as err:
+            raise UsageError(str(err)) from None
 
     config = ServerConfig(
         model=args.model,
@@ -258,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         cache_bytes=int(args.cache_mb * 1024 * 1024),
         clip_checkpoint=None if args.clip_checkpoint is None else str(args.clip_checkpoint),
+        memory_bytes=memory_bytes,
         **access,
     )
     if not config.api_keys and args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -45,6 +45,21 @@ class ByteLRU(Generic[V]):
             self._items.move_to_end(key)
             return item[0]
 
+    def shrink(self, nbytes: int) -> int:
+        """Evict least-recently-used entries until ``nbytes`` are freed (or none is left); returns the bytes freed.
+
+        Called when memory is needed for work (see :class:`~fastsam.server.budget.MemoryBudget`): the cache gives
+        way to requests.
+        """
+        freed = 0
+        with self._lock:
+            while freed < nbytes and self._items:
+                _, (_, size) = self._items.popitem(last=False)
+                self._bytes -= size
+                freed += size
+                self.evictions += 1
+        return freed
+
     def pop(self, key: str) -> bool:
         with self._lock:
             item = self._items.pop(key, None)

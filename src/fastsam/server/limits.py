@@ -88,13 +88,16 @@ def estimate_prompt_bytes(
     mode: str = "best",
     overlay: bool = False,
     n_indices: int = 0,
+    held_as_runs: bool = False,
 ) -> int:
     """Memory a prompt (or overlay) request on one segmented image may need, in bytes: an upper-bound estimate.
 
     Counted: the distinct answer masks (a window is at most the image: ``H x W`` bytes each; repeated answers share
     theirs), one mask unpacked at a time, the ``(prompts, masks)`` selection tables of points and boxes, every mask
     laid out for text prompts (CLIP crops) and ``mode="official"`` (a merged mask), per-answer arrays and the JSON
-    answer (a mask's RLE is taken as ``6 (H + W)`` bytes), and the rendered PNG for an overlay.
+    answer (a mask's RLE is taken as ``6 (H + W)`` bytes), and the rendered PNG for an overlay. Masks held as runs
+    (``held_as_runs``, see :class:`~fastsam.masks.RunMasks`) are answered from the runs and decoded one window at a
+    time (overlays, ``mode="official"``): one mask's window counts instead of every answer's.
 
     Args:
         image_hw: ``(H, W)`` of the image, pixels.
@@ -102,6 +105,7 @@ def estimate_prompt_bytes(
         n_points, n_boxes, n_texts, top_k, multimask, mode: the prompt (see :class:`~fastsam.predictor.SegmentedImage`).
         overlay: whether a PNG is rendered.
         n_indices: overlay ``indices`` given (then the prompt is ignored).
+        held_as_runs: whether the image's masks are held as runs.
     """
     h, w = int(image_hw[0]), int(image_hw[1])
     pixels = h * w
@@ -112,9 +116,9 @@ def estimate_prompt_bytes(
     else:
         answers = n_masks  # no prompt: every mask
     distinct = min(answers, n_masks) + (1 if mode == "official" and n_points else 0)
-    total = distinct * pixels + 2 * pixels
+    total = (1 if held_as_runs else distinct) * pixels + 2 * pixels
     total += 24 * (n_points + n_boxes) * max(n_masks, 1)
-    if n_texts or (mode == "official" and n_points):
+    if n_texts or (mode == "official" and n_points and not held_as_runs):
         total += 4 * n_masks * pixels
     total += answers * (600 + 2 * 6 * (h + w))
     if overlay:

@@ -9,7 +9,9 @@ Two stores offer the same small interface (:class:`ImageStore`: ``get``/``put``/
 
 Images go to Redis in a compact form that cannot carry code (:func:`encode_segmented`): an ``.npz`` container
 (read with ``allow_pickle=False``) of the boxes, scores, each mask's bit-packed box window (zlib) and the image as a
-PNG, with a small JSON header. Every field is checked when read back; bad data is refused, never executed.
+PNG, with a small JSON header. Every field is checked when read back; bad data is refused, never executed. Both
+ways go one mask window at a time, and an image is read back with its masks as runs
+(:class:`~fastsam.masks.RunMasks`), so a big photo never lays out all its windows at once.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import io
 import json
 import logging
 import zlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..errors import FastSAMError
-from ..masks import WindowedMasks
-from ..ops.rle import tight_windows
+from ..masks import RunMasks
+from ..ops.rle import tight_windows, window_toggles
 from ..predictor import SegmentedImage
 from ..results import SegmentationResult
 from .cache import ByteLRU
@@ -47,7 +50,12 @@ class StoreUnavailableError(FastSAMError):
 
 
 class ImageStore(Protocol):
-    """What the app needs from a store of segmented images, keyed by image id."""
+    """What the app needs from a store of segmented images, keyed by image id.
+
+    A store may also offer ``resident_bytes`` (what it holds in this process's memory; default ``nbytes``) and
+    ``shrink(nbytes) -> freed`` (evict from this process's memory to make room for work); the server's memory
+    budget uses them when present.
+    """
 
     def get(self, key: str) -> SegmentedImage | None: ...
 
@@ -62,47 +70,72 @@ class ImageStore(Protocol):
 
 
 class LocalStore(ByteLRU[SegmentedImage]):
-    """Segmented images in this process's memory, at most ``max_bytes`` (least recently used evicted)."""
+    """Segmented images in this process's memory, at most ``max_bytes`` (least recently used evicted).
+
+    ``resident_bytes`` (what this process holds) is ``nbytes``; :meth:`~.cache.ByteLRU.shrink` evicts to make room.
+    """
+
+    @property
+    def resident_bytes(self) -> int:
+        return self.nbytes
 
 
 # --------------------------------------------------------------------------------------------------- serialization
 
 
-def _mask_windows(segmented: SegmentedImage) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each mask's tight box window and ``(N, 4)`` int64 bounds, without laying out all ``(N, H, W)`` at once."""
+def _mask_windows(segmented: SegmentedImage) -> tuple[Iterator[np.ndarray], np.ndarray]:
+    """Each mask's tight box window (made one at a time as the iterator is read) and the ``(N, 4)`` int64 bounds."""
     result = segmented.result
-    held = result.mask_windows()
+    held = result.mask_windows()  # masks held as runs give their windows decoded one at a time
     if held is not None:
-        return [np.asarray(w, dtype=bool) for w in held.windows], held.bounds
+        return (np.asarray(w, dtype=bool) for w in held.windows), held.bounds
     if result.masks_materialized and result.masks is not None:
         windows, bounds = tight_windows(result.masks)
-        return [w.copy() for w in windows], bounds
+        return iter(windows), bounds
     index = segmented.index  # masks released into the index (what the server keeps)
     words = getattr(index, "words", None)
+    bounds = np.asarray(index.bboxes, dtype=np.int64)
     if isinstance(words, np.ndarray) and words.dtype == np.dtype("<u8") and words.ndim == 3:
-        return _windows_from_words(words, np.asarray(index.bboxes, dtype=np.int64)), np.asarray(index.bboxes, np.int64)
+        return _windows_from_words(words, bounds), bounds
+    return _windows_from_index(index, bounds), bounds
+
+
+def _windows_from_index(index: Any, bounds: np.ndarray) -> Iterator[np.ndarray]:
+    """Windows of an index that has no packed words to read, unpacked ``_CHUNK_BYTES`` of masks at a time."""
     n, height, width = (int(v) for v in index.shape)
     step = max(1, _CHUNK_BYTES // max(1, height * width))
-    windows, bounds = [], []
     for start in range(0, n, step):
-        part, box = tight_windows(index.unpack(np.arange(start, min(n, start + step))))
-        windows += [w.copy() for w in part]
-        bounds.append(box)
-    return windows, np.concatenate(bounds) if bounds else np.zeros((0, 4), np.int64)
+        part = index.unpack(np.arange(start, min(n, start + step)))
+        for mask, (x1, y1, x2, y2) in zip(part, bounds[start : start + step].tolist()):
+            yield mask[y1:y2, x1:x2].copy()
 
 
-def _windows_from_words(words: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+def _windows_from_words(words: np.ndarray, bounds: np.ndarray) -> Iterator[np.ndarray]:
     """Windows read from a :class:`~fastsam.ops.mask_index.MaskIndex`'s ``(N, H, n_words)`` little-endian words."""
-    windows = []
     for k, (x1, y1, x2, y2) in enumerate(bounds.tolist()):
         if x2 <= x1 or y2 <= y1:
-            windows.append(np.zeros((0, 0), dtype=bool))
+            yield np.zeros((0, 0), dtype=bool)
             continue
         k1, k2 = x1 // 64, (x2 - 1) // 64 + 1
         row_words = np.ascontiguousarray(words[k, y1:y2, k1:k2])
         bits = np.unpackbits(row_words.view(np.uint8), axis=1, bitorder="little")
-        windows.append(bits[:, x1 - 64 * k1 : x2 - 64 * k1].astype(bool))
-    return windows
+        yield bits[:, x1 - 64 * k1 : x2 - 64 * k1].astype(bool)
+
+
+def _deflate_bits(windows: Iterator[np.ndarray]) -> tuple[bytes, int]:
+    """zlib of the windows' pixels, row-major, one window after the other, bit-packed (the last byte padded with
+    zeros); and how many bits that is. Packs one window at a time (a byte may hold the end of one and the start of
+    the next)."""
+    deflate = zlib.compressobj(1)
+    chunks, carry, count = [], np.zeros(0, dtype=bool), 0
+    for window in windows:
+        flat = np.concatenate((carry, window.ravel()))
+        whole = flat.size - flat.size % 8
+        chunks.append(deflate.compress(np.packbits(flat[:whole]).tobytes()))
+        carry, count = flat[whole:], count + window.size
+    chunks.append(deflate.compress(np.packbits(carry).tobytes()))
+    chunks.append(deflate.flush())
+    return b"".join(chunks), count
 
 
 def encode_segmented(segmented: SegmentedImage) -> bytes:
@@ -118,18 +151,17 @@ def encode_segmented(segmented: SegmentedImage) -> bytes:
     result = segmented.result
     height, width = (int(v) for v in result.image_size)
     windows, bounds = _mask_windows(segmented)
-    pixels = [w.ravel() for w in windows]
-    flat = np.concatenate(pixels) if pixels else np.zeros(0, dtype=bool)
+    bits, bit_count = _deflate_bits(windows)
     meta = {
-        "format": FORMAT, "version": VERSION, "height": height, "width": width, "n": len(windows),
-        "file_name": result.file_name or "", "bit_count": int(flat.size),
+        "format": FORMAT, "version": VERSION, "height": height, "width": width, "n": len(bounds),
+        "file_name": result.file_name or "", "bit_count": bit_count,
     }  # fmt: skip
     arrays: dict[str, np.ndarray] = {
         "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
         "boxes": np.asarray(result.boxes, dtype=np.float32).reshape(-1, 4),
         "scores": np.asarray(result.scores, dtype=np.float32).reshape(-1),
         "bounds": np.asarray(bounds, dtype=np.int32).reshape(-1, 4),
-        "bits": np.frombuffer(zlib.compress(np.packbits(flat).tobytes(), 1), dtype=np.uint8),
+        "bits": np.frombuffer(bits, dtype=np.uint8),
     }
     if result.image is not None:
         png = io.BytesIO()
@@ -160,7 +192,8 @@ def decode_segmented(data: bytes, text_scorer: TextScorer | None = None, device:
 
     Nothing in ``data`` is executed: arrays are read with ``allow_pickle=False``, the header is JSON, the image a PNG
     whose size must match the header, and the compressed masks may not inflate past the size the header gives.
-    The image comes back released (its masks held in the index only, as the server keeps them).
+    The image comes back released, as the server keeps it: its masks as runs (:class:`~fastsam.masks.RunMasks`),
+    inflated and converted one window at a time.
     """
     try:
         files = np.load(io.BytesIO(data), allow_pickle=False)
@@ -200,26 +233,66 @@ def decode_segmented(data: bytes, text_scorer: TextScorer | None = None, device:
         packed = files["bits"]
         if packed.dtype != np.uint8 or packed.ndim != 1:
             raise _refuse("bits is not a byte string")
-        expected = (bit_count + 7) // 8
-        inflate = zlib.decompressobj()
-        try:
-            raw = inflate.decompress(packed.tobytes(), expected + 1)
-        except zlib.error:
-            raise _refuse("corrupt mask bits") from None
-        if len(raw) != expected or not inflate.eof:
-            raise _refuse("the mask bits do not match the header")
-        flat = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=bit_count).astype(bool)
+        runs = _inflate_runs(packed.tobytes(), bounds, height)
         image = _read_png(files["image"], height, width) if "image" in names else None
-    windows: list[np.ndarray] = []
-    offsets = np.concatenate(([0], np.cumsum(sizes)))
-    for k, (bx1, by1, bx2, by2) in enumerate(bounds.tolist()):
-        windows.append(flat[offsets[k] : offsets[k + 1]].reshape(by2 - by1, bx2 - bx1))
     result = SegmentationResult(
-        WindowedMasks(windows, bounds, (height, width)), boxes.copy(), scores.copy(), (height, width), name, image
+        RunMasks(runs, (height, width)), boxes.copy(), scores.copy(), (height, width), name, image
     )
     segmented = SegmentedImage(result, text_scorer, device=device)
     segmented.release_masks()
     return segmented
+
+
+class _BitReader:
+    """Reads bits off a zlib stream of packed bits, inflating only what is asked for (plus what one call gives)."""
+
+    def __init__(self, compressed: bytes) -> None:
+        self._inflate = zlib.decompressobj()
+        self._tail = compressed
+        self._buffer = b""
+        self._start = 0  # bit position of the buffer's first byte
+
+    def take(self, start: int, count: int) -> np.ndarray:
+        """Bits ``start .. start + count - 1`` (calls go forwards) as bool."""
+        drop = start // 8 * 8 - self._start
+        self._buffer, self._start = self._buffer[drop // 8 :], self._start + drop
+        stop = (start + count + 7) // 8 - self._start // 8  # bytes needed in the buffer
+        while len(self._buffer) < stop and not self._inflate.eof:
+            try:
+                more = self._inflate.decompress(self._tail, max(stop - len(self._buffer), 1 << 16))
+            except zlib.error:
+                raise _refuse("corrupt mask bits") from None
+            self._tail = self._inflate.unconsumed_tail
+            if not more and not self._tail:
+                break
+            self._buffer += more
+        if len(self._buffer) < stop:
+            raise _refuse("the mask bits do not match the header")
+        offset = start - self._start
+        bits = np.unpackbits(np.frombuffer(self._buffer[:stop], dtype=np.uint8), count=offset + count)
+        return bits[offset:].astype(bool)
+
+    def finished(self, bit_count: int) -> bool:
+        """Whether the stream ends exactly after ``bit_count`` bits (no byte more, and a complete zlib stream)."""
+        try:
+            rest = self._inflate.decompress(self._tail, 1)
+        except zlib.error:
+            return False
+        used = (bit_count + 7) // 8 - self._start // 8
+        return not rest and len(self._buffer) == used and self._inflate.eof
+
+
+def _inflate_runs(compressed: bytes, bounds: np.ndarray, height: int) -> list[np.ndarray]:
+    """Each mask's runs from :func:`_deflate_bits`'s stream: one window inflated and converted at a time."""
+    reader, position, runs = _BitReader(compressed), 0, []
+    for x1, y1, x2, y2 in bounds.tolist():
+        size = (y2 - y1) * (x2 - x1)
+        window = reader.take(position, size).reshape(y2 - y1, x2 - x1)
+        runs.append(window_toggles(window, x1, y1, height))
+        position += size
+    if not reader.finished(position):
+        raise _refuse("the mask bits do not match the header")
+    return runs
 
 
 def _read_png(stored: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -395,6 +468,15 @@ class RedisStore:
             return None
         self._local.put(key, segmented, segmented.release_masks())  # already released: only sums the bytes
         return segmented
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of decoded images held in this process (the near cache)."""
+        return self._local.nbytes
+
+    def shrink(self, nbytes: int) -> int:
+        """Drop least recently used images from the near cache (Redis keeps them) until ``nbytes`` are freed."""
+        return self._local.shrink(nbytes)
 
     def pop(self, key: str) -> bool:
         self._local.pop(key)
