@@ -17,6 +17,8 @@ import torch
 
 from fastsam import precision as P
 from fastsam.engine import FastSAM, load_model
+from fastsam.modeling.blocks import ConvBNAct
+from fastsam.modeling.fused import ConvSiLU, onednn_fusion_available
 from fastsam.precision import PrecisionError, apply_precision, resolve_precision
 
 needs_bf16 = pytest.mark.skipif(not P.cpu_has_native_bf16(), reason="this CPU has no native bfloat16")
@@ -79,6 +81,39 @@ def test_mixed_precision_keeps_the_head_outputs_float32(tiny_weights: Path) -> N
     assert preds.shape == ref_preds.shape and torch.isfinite(preds).all()
     # anchors are decoded in float32: box centres of a 1-cell-wide grid step are exact multiples of the stride/2
     assert head._anchor_cache is not None and head._anchor_cache[1].dtype == torch.float32
+
+
+@pytest.mark.skipif(not onednn_fusion_available(), reason="this torch build has no oneDNN fused convolution")
+@pytest.mark.parametrize("kernel,stride,groups", [(3, 1, 1), (3, 2, 1), (1, 1, 1), (3, 1, 4)])
+def test_fused_conv_silu_computes_silu_of_the_convolution(kernel: int, stride: int, groups: int) -> None:
+    """oneDNN's conv + swish post-op against torch's own conv2d then silu (float32: equal to rounding)."""
+    torch.manual_seed(kernel + stride + groups)
+    conv = torch.nn.Conv2d(16, 24, kernel, stride, kernel // 2, groups=groups, bias=True).eval()
+    x = torch.randn(2, 16, 23, 37).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = torch.nn.functional.silu(conv(x))
+        got = ConvSiLU(conv)(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not onednn_fusion_available(), reason="this torch build has no oneDNN fused convolution")
+def test_reduced_precision_on_cpu_fuses_every_silu_and_fp32_none(tiny_weights: Path) -> None:
+    net = load_model(tiny_weights, "cpu")
+    names = set(net.state_dict())
+    blocks = sum(isinstance(m, ConvBNAct) for m in net.modules())
+    assert P.fuse_conv_silu(apply_precision(net, "bf16")) == blocks > 0
+    assert set(net.state_dict()) == names  # the same weights under the same names
+    assert not any(isinstance(m, torch.nn.SiLU) for m in net.modules())
+    fp32 = FastSAM(tiny_weights, device="cpu", precision="fp32").network
+    assert not any(isinstance(m, ConvSiLU) for m in fp32.modules())  # fp32 keeps the reference's arithmetic
+    x = torch.rand(1, 3, 128, 96)
+    with torch.inference_mode():
+        preds, protos = net(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+        ref_preds, ref_protos = fp32(x)
+    # bf16 of a random-weight network moves scores a lot; the prototypes (smooth, bounded) stay close
+    assert preds.shape == ref_preds.shape and torch.isfinite(preds).all()
+    assert (protos.float() - ref_protos).abs().mean() < 0.05 * ref_protos.abs().mean()
 
 
 @needs_bf16

@@ -22,7 +22,7 @@ from .io import load_image
 from .modeling import YOLOv8Seg
 from .ops.tiles import check_tiling
 from .postprocess import Detections, postprocess
-from .precision import DTYPES, PrecisionError, apply_precision, resolve_precision
+from .precision import DTYPES, PrecisionError, apply_precision, fuse_conv_silu, resolve_precision
 from .results import SegmentationResult
 from .tiling import segment_tiled
 from .transforms import Letterbox, letterbox_geometry, letterbox_image
@@ -133,6 +133,8 @@ class FastSAM:
         self.input_dtype = DTYPES[self.precision]
         if self.device.type == "cpu":
             self.network = self.network.to(memory_format=torch.channels_last)
+            if self.precision != "fp32" and not compile:
+                fuse_conv_silu(self.network)  # oneDNN applies each SiLU inside its convolution
         if compile:
             if not hasattr(torch, "compile"):
                 raise ValueError(f"compile=True needs torch >= 2.0; this is torch {torch.__version__}")

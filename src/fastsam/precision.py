@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from .errors import FastSAMError
+from .modeling.blocks import ConvBNAct
+from .modeling.fused import ConvSiLU, onednn_fusion_available
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -153,3 +155,22 @@ def apply_precision(net: nn.Module, precision: str, keep_float32: tuple[str, ...
         module.float()
         module.register_forward_pre_hook(_to_float32_inputs)
     return net
+
+
+def fuse_conv_silu(net: nn.Module) -> int:
+    """Replace the convolution and SiLU of every BatchNorm-folded :class:`~fastsam.modeling.blocks.ConvBNAct` of a
+    CPU network by one oneDNN primitive (:class:`~fastsam.modeling.fused.ConvSiLU`), in place.
+
+    For reduced precision only (the SiLU is applied before rounding, so float32 results would move by an ulp).
+
+    Returns:
+        The number of blocks fused (0 where this torch build has no oneDNN fusion).
+    """
+    if not onednn_fusion_available():
+        return 0
+    count = 0
+    for module in net.modules():
+        if isinstance(module, ConvBNAct) and module.bn is None and isinstance(module.act, nn.SiLU):
+            module.conv, module.act = ConvSiLU(module.conv), nn.Identity()
+            count += 1
+    return count

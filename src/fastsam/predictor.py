@@ -285,8 +285,10 @@ class _RunWindowView:
         m, rows, cols = key
         r0, r1, _ = rows.indices(self.shape[1])
         c0, c1, _ = cols.indices(self.shape[2])
-        out = np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), dtype=bool)
         x1, y1, x2, y2 = self.runs.bounds[int(m)].tolist()
+        if (r0, r1, c0, c1) == (y1, y2, x1, x2):  # the mask's own box: its window as decoded
+            return self.runs.window(int(m))
+        out = np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), dtype=bool)
         ys, ye, xs, xe = max(r0, y1), min(r1, y2), max(c0, x1), min(c1, x2)
         if ye > ys and xe > xs:
             out[ys - r0 : ye - r0, xs - c0 : xe - c0] = self.runs.window(int(m))[ys - y1 : ye - y1, xs - x1 : xe - x1]
