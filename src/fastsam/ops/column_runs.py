@@ -55,6 +55,11 @@ def _column_toggles(
             starts[n_blocks] = y
             n_blocks += 1
     starts[n_blocks] = n_rows
+    top_rows = np.empty(n_blocks, dtype=np.int64)  # each block's two source rows
+    bottom_rows = np.empty(n_blocks, dtype=np.int64)
+    for b in range(n_blocks):
+        top_rows[b] = r0[starts[b]]
+        bottom_rows[b] = r1[starts[b]]
     # Weights in [0, 1) make a value between taps of one sign have that sign (away from underflow): a source cell
     # whose four taps are all > tiny (all <= 0) is True (False) over its whole output rectangle.
     sure = True
@@ -75,7 +80,7 @@ def _column_toggles(
             n_events = 0
             previous = 0
             for b in range(n_blocks):
-                i0, i1 = r0[starts[b]], r1[starts[b]]
+                i0, i1 = top_rows[b], bottom_rows[b]
                 p, q, u, v = left[i0], right[i0], left[i1], right[i1]
                 if sure and p > tiny and q > tiny and u > tiny and v > tiny:
                     c = 1
@@ -101,7 +106,7 @@ def _column_toggles(
                     n += 1
                     state = c == 1
                 continue
-            i0, i1 = r0[ya], r1[ya]
+            i0, i1 = top_rows[b], bottom_rows[b]
             top = left[i0] * wx1 + right[i0] * wx  # F.interpolate's arithmetic: width first, then height
             bottom = left[i1] * wx1 + right[i1] * wx
             for y in range(ya, starts[b + 1]):
