@@ -557,6 +557,32 @@ def test_client_rules_match_python(page, live_server) -> None:
             assert answer["boxes"] == session.boxes(case["boxes"]).indices.tolist(), case
 
 
+def test_bigger_photo_comes_gzipped_and_answers_like_the_server(page, live_server, photo_path: Path,
+                                                              tmp_path: Path, artifacts: Path) -> None:  # fmt: skip
+    """A 4.8 MP photo (the live server's pixel limit is 5 MP): the mask listing travels gzip-compressed, the page
+    decodes it, and a click selects what the server's /prompt answers (bench/big_server.py and the README give the
+    page's numbers on a 36 MP photo)."""
+    base, _ = live_server
+    big = tmp_path / "big.jpg"
+    with Image.open(photo_path) as im:
+        im.convert("RGB").resize((2700, 1800), Image.BILINEAR).save(big, quality=90)
+    page.goto(f"{base}/?imgsz=320")
+    page.wait_for_function("window.fastsam !== undefined")
+    page.get_by_test_id("file-input").set_input_files(str(big))
+    wait_ready(page)
+    [entry] = page.evaluate(
+        """performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/images?'))
+            .map(e => ({transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize}))"""
+    )
+    assert 0 < entry["encoded"] < 0.8 * entry["decoded"], entry  # the browser asked for gzip and got it
+    state = page.evaluate("({w: fastsam.state.image.width, h: fastsam.state.image.height, n: fastsam.state.masks.length})")
+    assert (state["w"], state["h"]) == (2700, 1800) and state["n"] > 0
+    page.get_by_test_id("mode-points").click()
+    page.mouse.click(*to_screen(page, 1350.5, 900.5, (2700, 1800)))
+    check_against_server(base, page.evaluate("fastsam.selection()"))
+    page.screenshot(path=artifacts / "10_bigger_photo.png")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # API keys
 # --------------------------------------------------------------------------------------------------------------

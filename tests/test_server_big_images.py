@@ -21,7 +21,6 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the 'app' extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from fastsam.masks import RunMasks  # noqa: E402
 from fastsam.ops.mask_index import MaskIndex, RunIndex  # noqa: E402
 from fastsam.ops.rle import mask_to_rle, rle_to_mask  # noqa: E402
 from fastsam.predictor import SegmentedImage  # noqa: E402
@@ -121,6 +120,25 @@ def test_cache_holds_runs_not_a_bit_packed_index(big_result: SegmentedImage) -> 
     assert len(session.points([[W // 2, H // 2]])) == 1  # and it still answers
 
 
+def test_small_images_keep_a_packed_index_beside_their_runs(tiny_model, photo_path: Path) -> None:
+    """Below ``packed_index_max_bytes`` the queries go through the bit-packed index (boxes vectorised over masks),
+    counted in the bytes held; the run index gives the same answers."""
+    [result] = tiny_model.predict([str(photo_path)], imgsz=256)
+    packed = SegmentedImage(result)
+    held = packed.release_masks()
+    assert isinstance(packed.index, MaskIndex) and packed.result.mask_runs() is result.mask_runs()
+    assert held >= packed.index.nbytes + result.mask_runs().nbytes + result.image.nbytes
+    from_runs = SegmentedImage(result)
+    from_runs.packed_index_max_bytes = 0
+    assert isinstance(from_runs.index, RunIndex)
+    rng = np.random.default_rng(2)
+    corner = rng.uniform(0, [790, 520], (300, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 300, (300, 2))], 1)
+    points = rng.integers(0, [800, 534], (40, 2))
+    for kwargs in ({"boxes": boxes}, {"points": points, "multimask": True}, {"points": points[:5], "mode": "official"}):
+        same_answer(packed.prompt(**kwargs), from_runs.prompt(**kwargs))
+
+
 def test_prompts_decode_only_what_they_return(big_result: SegmentationResult) -> None:
     """A point prompt's RLE comes from the runs; official mode and overlays decode one window at a time."""
     session = SegmentedImage(big_result)
@@ -134,16 +152,20 @@ def test_prompts_decode_only_what_they_return(big_result: SegmentationResult) ->
         tracemalloc.reset_peak()
         merged = session.points([[x, y], [W // 3, H // 3], [W // 2, H // 2]], mode="official")
         official_peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.reset_peak()
-        picture = session.pick(np.arange(5)).render()
-        overlay_peak = tracemalloc.get_traced_memory()[1] - picture.nbytes
+        overlay_peaks = []
+        for n in (1, 5):
+            tracemalloc.reset_peak()
+            picture = session.pick(np.arange(n)).render()
+            overlay_peaks.append(tracemalloc.get_traced_memory()[1])
+            del picture
     finally:
         tracemalloc.stop()
     assert len(rles) == 2 and len(merged) == 1
     assert point_peak < H * W / 4, f"{point_peak / MiB:.1f} MB"  # not even one full-size mask
-    assert official_peak < 3 * H * W, f"{official_peak / MiB:.1f} MB"  # the canvas and one window, not N masks
-    # the overlay's own arrays (float image, label map) and one window at a time, not five masks as well
-    assert overlay_peak < 24 * H * W + H * W, f"{overlay_peak / MiB:.1f} MB"
+    # the canvas and one window at a time (with the temporaries of decoding it), not N full-size masks
+    assert official_peak < 6 * H * W < len(session) * H * W / 20, f"{official_peak / MiB:.1f} MB"
+    # an overlay decodes one window at a time: five masks cost what one does (beside the overlay's own arrays)
+    assert overlay_peaks[1] - overlay_peaks[0] < H * W, [f"{p / MiB:.1f} MB" for p in overlay_peaks]
 
 
 def test_store_encoding_reads_back_as_runs(big_result: SegmentationResult) -> None:
@@ -216,10 +238,10 @@ def test_budget_counts_the_caches_and_makes_them_give_way() -> None:
     for key in "abcd":
         cache.put(key, key, 20)
     budget = MemoryBudget(100, wait_s=0.2, held=lambda: cache.nbytes, make_room=cache.shrink)
-    budget.acquire(30)  # 80 cached + 30 > 100: the two least recently used images go
-    assert budget.reserved == 30 and cache.nbytes == 40 and cache.get("a") is None and cache.get("d") == "d"
-    budget.acquire(30)
-    assert cache.nbytes == 40
+    budget.acquire(30)  # 80 cached + 30 > 100: the least recently used image goes
+    assert budget.reserved == 30 and cache.nbytes == 60 and cache.get("a") is None and cache.get("b") == "b"
+    budget.acquire(30)  # 30 + 60 + 30 > 100: "c" is now the least recently used
+    assert cache.nbytes == 40 and cache.get("c") is None and cache.get("b") == "b"
     # held reservations are not evictable: dropping every image would not be enough, so nothing is dropped
     with pytest.raises(BudgetBusyError):
         budget.acquire(50)
@@ -250,10 +272,17 @@ class GatedModel:
         return self.model.predict(*args, **kwargs)
 
 
+def keep_test_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budgeted server reconfigures glibc's malloc process-wide: not this test process's."""
+    monkeypatch.setattr(budget_module, "configure_allocator", lambda: True)
+    monkeypatch.setattr(budget_module, "trim_allocator", lambda: None)
+
+
 @pytest.fixture()
 def at_rest_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """The budget's "at rest" measure reads 0 (this test process holds far more than a server would)."""
     monkeypatch.setattr(budget_module, "resident_bytes", lambda: 0)
+    keep_test_allocator(monkeypatch)
 
 
 def upload(client: TestClient, data: bytes, **headers: str):
@@ -263,7 +292,7 @@ def upload(client: TestClient, data: bytes, **headers: str):
 def test_server_admits_uploads_against_the_budget(tiny_model, big_jpeg: bytes, at_rest_zero) -> None:
     need = estimate_upload_bytes(W, H, 256, len(big_jpeg))
     gated = GatedModel(tiny_model)
-    config = ServerConfig(memory_bytes=need + need // 2, memory_wait_s=0.5, max_pixels=10_000_000,
+    config = ServerConfig(memory_bytes=need + 4 * MiB, memory_wait_s=0.5, max_pixels=10_000_000,
                           max_upload_bytes=20_000_000)  # fmt: skip
     with TestClient(create_app(config, model=gated)) as client:
         gated.go.clear()
@@ -282,7 +311,8 @@ def test_server_admits_uploads_against_the_budget(tiny_model, big_jpeg: bytes, a
         x, y = (int(v) + 1 for v in first["r"].json()["masks"][0]["bbox"][:2])
         answer = client.post(f"/api/v1/images/{image_id}/prompt", json={"points": [[x, y]]})
         assert answer.status_code == 200 and answer.json()["masks"][0]["index"] >= 0
-        # the second upload gets in once the first is done, and the cache gives way: the first image is dropped
+        # the second upload gets in once the first is done, and the cache gives way: the first image (more than
+        # the 4 MB left beside the upload) is dropped
         again = upload(client, big_jpeg)
         assert again.status_code == 201, again.text
         assert client.get(f"/api/v1/images/{image_id}").status_code == 404
@@ -337,7 +367,7 @@ def test_large_answers_are_gzipped_for_clients_that_ask(tiny_model, photo_path: 
         listing = client.get(f"/api/v1/images/{image_id}", headers={"accept-encoding": "gzip"})
         assert listing.headers["content-encoding"] == "gzip" and listing.headers["vary"] == "Accept-Encoding"
         sent = int(listing.headers["content-length"])
-        assert sent < len(listing.content) / 2  # the RLE listing compresses well
+        assert sent < 0.8 * len(listing.content)  # RLE strings compress
         assert listing.json()["masks"] == plain.json()["masks"]  # decoded by the client: the same answer
         raw = client.get(f"/api/v1/images/{image_id}", headers={"accept-encoding": "identity"})
         assert "content-encoding" not in raw.headers and raw.json()["masks"] == plain.json()["masks"]
@@ -366,3 +396,64 @@ def test_gzip_body_is_plain_gzip(tiny_model, photo_path: Path) -> None:
     answer = json.loads(gzip.decompress(body))
     masks = rle_to_mask([m["segmentation"] for m in answer["masks"][:3]])
     assert [int(m.sum()) for m in masks] == [m["area"] for m in answer["masks"][:3]]
+
+
+# --------------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_serve_memory_mb_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                tiny_weights: Path) -> None:  # fmt: skip
+    import uvicorn
+
+    import fastsam.server
+    from fastsam.cli.main import main
+
+    keep_test_allocator(monkeypatch)
+    configs: list = []
+    real_create_app = fastsam.server.create_app
+    monkeypatch.setattr(fastsam.server, "create_app",
+                        lambda config, **kw: configs.append(config) or real_create_app(config, **kw))  # fmt: skip
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    serve = ["serve", "--model", str(tiny_weights), "--device", "cpu"]
+    assert main([*serve, "--memory-mb", "6000"]) == 0 and configs[-1].memory_bytes == 6000 * MiB
+    assert main([*serve, "--memory-mb", "0"]) == 0 and configs[-1].memory_bytes is None
+    assert main(serve) == 0  # default: 80% of the machine's (or container's) memory
+    assert configs[-1].memory_bytes == int(budget_module.machine_memory_bytes() * 0.8)
+    capsys.readouterr()
+    assert main([*serve, "--memory-mb", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "fastsam serve: error: --memory-mb must be 0 (no budget) or more, got -1"
+    assert main([*serve, "--memory-mb", "64"]) == 2  # less than the process holds with the model loaded
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("fastsam serve: error: --memory-mb 64 is not more than the") and "give at least" in line
+    assert len(configs) == 3
+
+
+def test_budgeted_process_gives_freed_memory_back() -> None:
+    """After configure_allocator, memory freed by worker threads leaves the process (glibc; skipped elsewhere)."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, threading
+import numpy as np
+from fastsam.server.budget import configure_allocator, resident_bytes
+if sys.argv[1] == "1" and not configure_allocator():
+    print("unsupported"); sys.exit()
+before = resident_bytes()
+def work():  # many medium blocks (2-8 MB), as mask runs and windows are, from several threads
+    blocks = [np.ones(int(n), np.uint8) for n in np.linspace(2e6, 8e6, 40)]
+    del blocks
+for _ in range(3):
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+print((resident_bytes() - before) / 2**20)
+"""
+    kept = []
+    for configured in ("0", "1"):
+        done = subprocess.run([sys.executable, "-c", script, configured], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        if done.stdout.strip() == "unsupported":
+            pytest.skip("not glibc")
+        kept.append(float(done.stdout))
+    # MB still resident after the threads freed everything (glibc's defaults kept 259 MB here)
+    assert kept[1] < 20, kept

@@ -1,11 +1,13 @@
 """Segment once, prompt many times.
 
 :class:`FastSAMPredictor` runs the network once per image (:meth:`~FastSAMPredictor.set_image`); every prompt
-after that only selects among the cached masks (milliseconds, no network). Masks held as column-major runs (what
-:meth:`FastSAM.predict` makes on a CPU, :class:`~fastsam.masks.RunMasks`) are queried and answered from the runs
-(:class:`~fastsam.ops.mask_index.RunIndex`: 300 masks of a 36 MP photo hold about 50 MB instead of the 1.35 GB of a
-bit-packed index), and answers hold runs too, so no full-size mask is laid out unless ``masks`` is read; other
-masks go through a bit-packed :class:`~fastsam.ops.mask_index.MaskIndex`. Both give the same answers.
+after that only selects among the cached masks (milliseconds, no network), through an index that answers point and
+box queries. Masks held as column-major runs (what :meth:`FastSAM.predict` makes on a CPU,
+:class:`~fastsam.masks.RunMasks`) stay runs, answers hold runs too (their RLE is read straight off them) and no
+full-size mask is laid out unless ``masks`` is read; they are queried through a bit-packed
+:class:`~fastsam.ops.mask_index.MaskIndex` while it stays small (:attr:`SegmentedImage.packed_index_max_bytes`: box
+queries vectorised over the masks), else from the runs themselves (:class:`~fastsam.ops.mask_index.RunIndex`: 300
+masks of a 36 MP photo hold about 50 MB instead of the 1.35 GB a bit-packed index would). Both give the same answers.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class SegmentedImage:
     Coordinates are pixels of the original image: points ``(P, 2)`` x, y; boxes ``(B, 4)`` x1, y1, x2, y2.
     """
 
+    packed_index_max_bytes: int = 64 * 1024**2
+    """Masks held as runs are queried through a bit-packed index up to this size (words and integral image), from
+    the runs beyond (a run index answers boxes about 25x slower but holds nothing of its own)."""
+
     def __init__(self, result: SegmentationResult, text_scorer: TextScorer | None = None, device: str = "cpu") -> None:
         self.result = result
         self._text_scorer = text_scorer
@@ -49,12 +55,13 @@ class SegmentedImage:
 
     @property
     def index(self) -> MaskIndex | RunIndex:
-        """Point and box queries over the masks (made on first use): from the runs when the result holds its masks as
-        runs (sharing them, nothing is copied), else a bit-packed index."""
+        """Point and box queries over the masks (made on first use): a bit-packed index, or the runs themselves
+        (sharing them, nothing is copied) when the result holds runs and a bit-packed index would be larger than
+        :attr:`packed_index_max_bytes`."""
         if self._index is None:
             runs = self.result.mask_runs()
             held = self.result.mask_windows()
-            if runs is not None:
+            if runs is not None and _packed_index_bytes(runs.shape) > self.packed_index_max_bytes:
                 self._index = runs.index()
             elif held is not None:  # packed from the box windows: the (N, H, W) array is never made
                 self._index = MaskIndex.from_windows(held.windows, held.bounds, held.image_size)
@@ -80,12 +87,14 @@ class SegmentedImage:
     def release_masks(self) -> int:
         """Keep the masks only in a compact form and return the bytes now held (masks, image, boxes, scores).
 
-        Masks held as runs stay runs (the index shares them); other masks are kept bit-packed in the index only
-        (8x less than the bool array).
+        Masks held as runs stay runs (with the bit-packed index made now when it is the one used); other masks are
+        kept bit-packed in the index only (8x less than the bool array).
         """
         runs = self.result.mask_runs()
         if runs is not None:
-            mask_bytes = runs.nbytes + _ARRAY_OVERHEAD * len(runs)
+            index = self.index
+            packed = index.nbytes if isinstance(index, MaskIndex) else 0
+            mask_bytes = runs.nbytes + _ARRAY_OVERHEAD * len(runs) + packed
         else:
             mask_bytes = self.index.nbytes
             self.result = dataclasses.replace(self.result, masks=None)
@@ -271,6 +280,14 @@ class SegmentedImage:
 
 _ARRAY_OVERHEAD = 112
 """Bytes a numpy array object takes besides its data (one run array per mask), counted in the memory held."""
+
+
+def _packed_index_bytes(shape: tuple[int, int, int]) -> int:
+    """Size of a :class:`~fastsam.ops.mask_index.MaskIndex` of ``(N, H, W)`` masks: 64-bit words and their integral
+    image."""
+    n, h, w = shape
+    words = (w + 63) // 64
+    return 8 * n * (h * words + (h + 1) * (words + 1))
 
 
 class _RunWindowView:

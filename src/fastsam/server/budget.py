@@ -9,10 +9,18 @@ dropped, when that is enough), then waits up to ``wait_s`` for other work to fin
 :class:`BudgetBusyError` (the server answers 503 with Retry-After); work larger than all the budget leaves for work
 is refused at once with :class:`OverBudgetError` (413, naming the limit). So the process stays under the budget by
 design instead of being killed for memory.
+
+Estimates only bound the resident memory if freed memory goes back to the system. With glibc's defaults it does
+not: blocks under a threshold that grows up to 32 MB come from per-thread arenas that keep their pages, and a server
+whose uploads run on a pool of threads grew 500 MB past its budget that way (``bench/big_server.py``). So a budgeted
+server has blocks of 1 MiB or more mapped on their own (unmapped when freed), at most two arenas, and the heap trimmed
+when an upload's reservation ends (:func:`configure_allocator`, :func:`trim_allocator`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 import time
@@ -23,18 +31,49 @@ from pathlib import Path
 from ..errors import FastSAMError
 from .limits import MiB, describe_bytes
 
-UPLOAD_BYTES_PER_PIXEL = 10
+UPLOAD_BYTES_PER_PIXEL = 14
 """Working memory of one upload per pixel of the photo: Pillow's decoded pixels (4 bytes) and their RGB copy (3),
-kept for prompts and overlays, plus the masks' runs, their RLE and the JSON answer (``fastsam segment`` measured 8 MB
-per megapixel at 300 masks, README "Big photos"), with room to spare."""
+kept for prompts and overlays, plus the masks' runs, their RLE and the JSON answer. Measured (``bench/big_server.py``,
+FastSAM-s random weights, 300 noise-like masks, the worst case): 10.3 MB per megapixel above a fixed 316 MB."""
 
 NETWORK_BYTES_AT_1024 = 384 * MiB
-"""Working memory of one network pass at ``imgsz`` 1024 above the loaded model (measured on a CPU, fp32: 170 MB
-for FastSAM-s, 150 MB for FastSAM-x, and about 100 MB that stays after the first pass), scaled by ``(imgsz / 1024)**2``
-for other sizes."""
+"""The fixed part of one upload at ``imgsz`` 1024, above the loaded model: the network pass (measured on a CPU, fp32:
+170 MB for FastSAM-s, 150 MB for FastSAM-x, about 100 MB of which stays after the first pass) and the answer's
+fixed costs (``bench/big_server.py``: 316 MB in all); scaled by ``(imgsz / 1024)**2`` for other sizes."""
 
 DEFAULT_FRACTION = 0.8
 """``fastsam serve``'s default budget: this share of the memory the machine (or its container) has."""
+
+
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3  # glibc mallopt parameters (malloc.h)
+_TRIM_BYTES = 16 * MiB  # releases at least this large trim the heap
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def configure_allocator(mmap_threshold: int = MiB, arenas: int = 2) -> bool:
+    """Make freed memory go back to the system (glibc only; elsewhere nothing is changed): blocks of at least
+    ``mmap_threshold`` bytes are mapped on their own, and at most ``arenas`` malloc arenas are made. Returns whether
+    it was applied."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    threshold = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+    return bool(threshold and libc.mallopt(_M_ARENA_MAX, int(arenas)) == 1)
+
+
+def trim_allocator() -> None:
+    """Give the free memory at the top of glibc's heaps (and free pages inside them) back to the system."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class OverBudgetError(FastSAMError):
@@ -134,11 +173,15 @@ class MemoryBudget:
         return None if self.total_bytes is None else self.total_bytes - self.resting_bytes
 
     def settle(self, resting_bytes: int | None = None) -> None:
-        """Take what the process holds at rest (default: its resident memory now, with the model loaded).
+        """Take what the process holds at rest (default: its resident memory now, with the model loaded); with a
+        budget, also :func:`configure_allocator` so that memory freed after each request leaves the process.
 
         Raises:
             OverBudgetError: the process already holds the whole budget.
         """
+        if self.total_bytes is not None and resting_bytes is None:
+            configure_allocator()
+            trim_allocator()
         self.resting_bytes = resident_bytes() if resting_bytes is None else int(resting_bytes)
         if self.total_bytes is not None and self.total_bytes <= self.resting_bytes:
             raise OverBudgetError(
@@ -183,6 +226,8 @@ class MemoryBudget:
         """Give back a reservation made by :meth:`acquire`."""
         if self.capacity is None:
             return
+        if need >= _TRIM_BYTES:
+            trim_allocator()
         with self._room:
             self.reserved -= need
             self._room.notify_all()

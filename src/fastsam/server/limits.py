@@ -121,8 +121,8 @@ def estimate_prompt_bytes(
     if n_texts or (mode == "official" and n_points and not held_as_runs):
         total += 4 * n_masks * pixels
     total += answers * (600 + 2 * 6 * (h + w))
-    if overlay:
-        total += 24 * pixels
+    if overlay:  # the blend in float32 (12 bytes a pixel) and its palette lookup (12), labels (4), the RGB out (3)
+        total += 32 * pixels
     return total
 
 

@@ -151,14 +151,15 @@ class FastSAMReplica:
 
     async def __call__(self, request: Forwarded) -> Answer:
         url = request.path + (f"?{request.query}" if request.query else "")
-        try:
-            r = await self._client.request(request.method, url, headers=request.headers, content=request.body)
+        try:  # the body as the app sent it (gzip-compressed when the client asked for it), not decoded here
+            async with self._client.stream(request.method, url, headers=request.headers, content=request.body) as r:
+                body = b"".join([chunk async for chunk in r.aiter_raw()])
         except Exception as err:  # the app answered 500 already inside; say so in one line, keep serving
             logger.exception("request %s %s failed", request.method, request.path)
             return Answer(500, [("content-type", "application/json"), (REPLICA_HEADER, self.name)],
                           JSONResponse({"error": f"internal error: {type(err).__name__}"}).body)  # fmt: skip
         headers = [(k, v) for k, v in r.headers.multi_items() if k.lower() not in _HOP_HEADERS]
-        return Answer(r.status_code, [*headers, (REPLICA_HEADER, self.name)], r.content)
+        return Answer(r.status_code, [*headers, (REPLICA_HEADER, self.name)], body)
 
     async def __del__(self) -> None:
         if hasattr(self, "_client"):  # fully started: finish the queued images, stop the inference worker
