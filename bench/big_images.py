@@ -149,11 +149,9 @@ def section_segment(a: argparse.Namespace, work: Path) -> dict:
 def section_scaling(a: argparse.Namespace, work: Path) -> dict:
     rows = []
     for network in a.networks.split(","):
-        weights = vu.ensure_checkpoint("s") if network == "s" else reference_weights()
+        weights, conf = vu.bench_network(network, a.reference_conf)
         if weights is None:
-            print("no reference network (run bench/train_reference.py): skipped", file=sys.stderr)
             continue
-        conf = 0.4 if network == "s" else a.reference_conf
         for mp in (int(v) for v in a.sizes.split(",")):
             image = photo(mp, vu.CACHE / "big")
             out_dir = work / f"scaling_{network}_{mp}"

@@ -42,7 +42,6 @@ sys.path.insert(0, str(BENCH))
 
 import vs_ultralytics as vu
 from big_images import photo
-from train_reference import reference_weights
 
 ROOT = BENCH.parent
 
@@ -164,11 +163,9 @@ def section_one(a: argparse.Namespace, image: Path, work: Path) -> list[dict]:
     data = image.read_bytes()
     rows = []
     for network in a.networks.split(","):
-        weights = vu.ensure_checkpoint("s") if network == "s" else reference_weights()
+        weights, conf = vu.bench_network(network, a.reference_conf)
         if weights is None:
-            print("no reference network (run bench/train_reference.py): skipped", file=sys.stderr)
             continue
-        conf = 0.4 if network == "s" else a.reference_conf
         server = Server(weights, [], work / f"one_{network}.log")
         try:
             up = upload(server.base, data, a, conf)

@@ -21,8 +21,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import vs_ultralytics as vu  # noqa: E402  (sets ultralytics' offline environment first)
-from train_reference import reference_weights  # noqa: E402
+import vs_ultralytics as vu
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,7 +42,11 @@ def main() -> None:
     from fastsam.engine import FastSAM
     from fastsam.io import load_image
     from fastsam.ops import column_runs, parallel
-    from fastsam.postprocess import masks_as_runs, scale_boxes_to_original, select_detections
+    from fastsam.postprocess import (
+        masks_as_runs,
+        scale_boxes_to_original,
+        select_detections,
+    )
 
     torch.set_num_threads(a.threads)
     parallel.MAX_THREADS = a.threads
@@ -51,11 +54,9 @@ def main() -> None:
     rows = []
     for config in a.configs.split(","):
         network, imgsz = config.split(":")
-        weights = reference_weights() if network == "reference" else vu.ensure_checkpoint(network)
+        weights, conf = vu.bench_network(network, a.reference_conf)
         if weights is None:
-            print("skipping the reference network: train it first with python bench/train_reference.py", file=sys.stderr)
             continue
-        conf = a.reference_conf if network == "reference" else vu.SETTINGS["conf"]
         model = FastSAM(str(weights), device="cpu", precision="bf16")
         for image in images:
             array = load_image(image)

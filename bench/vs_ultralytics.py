@@ -81,6 +81,19 @@ def resolve_images(names: list[str]) -> list[Path]:
     return out
 
 
+def bench_network(name: str, reference_conf: float) -> tuple[Path | None, float]:
+    """Weights and conf of a benchmark network: ``"s"``/``"x"`` the random-weight checkpoints (made once, conf of
+    :data:`SETTINGS`), ``"reference"`` the trained network of ``train_reference.py`` (None until it is trained)."""
+    if name == "reference":
+        from train_reference import reference_weights
+
+        weights = reference_weights()
+        if weights is None:
+            print("no reference network (run bench/train_reference.py): skipped", file=sys.stderr)
+        return weights, reference_conf
+    return ensure_checkpoint(name), SETTINGS["conf"]
+
+
 def ensure_checkpoint(scale: str, cache: Path = CACHE) -> Path:
     """A random-weight checkpoint of FastSAM-{scale}'s shape in ultralytics' release format (made once, cached).
 

@@ -19,7 +19,7 @@ def onednn_fusion_available() -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        torch.ops.mkldnn._convolution_pointwise  # noqa: B018 - a private operator: probe that it exists
+        _ = torch.ops.mkldnn._convolution_pointwise  # a private operator: probe that it exists
     except (AttributeError, RuntimeError):
         return False
     return True

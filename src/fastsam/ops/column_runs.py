@@ -15,11 +15,11 @@ Written here rather than in numpy because the numpy form spends ~30 passes over 
 
 from __future__ import annotations
 
-import numpy as np
-
 import importlib.util
 import threading
 from collections.abc import Callable
+
+import numpy as np
 
 AVAILABLE = importlib.util.find_spec("numba") is not None  # imported on first use (half a second), not here
 
@@ -126,11 +126,11 @@ def _column_toggles(
             bigger[:count] = out[:count]
             out = bigger
         base = (x0 + a) * height + y0
-        k = 0
+        first = 0
         if count > 0 and out[count - 1] == base + changes[0]:
             count -= 1  # a run leaving the bottom of one column goes on at the top of the next: one run
-            k = 1
-        for k in range(k, n):
+            first = 1
+        for k in range(first, n):
             out[count] = base + changes[k]
             count += 1
     return out[:count].copy()
