@@ -13,16 +13,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .allocator import trim_allocator
 from .backends import OnnxRuntimeNetwork, OpenVINONetwork, detect_backend
 from .build import build_model_from_state_dict
-from .checks import check_imgsz, check_thresholds
 from .checkpoint import load_state_dict_from_file
+from .checks import check_imgsz, check_thresholds
 from .hub import resolve_weights
 from .io import load_image
 from .modeling import YOLOv8Seg
 from .ops.tiles import check_tiling
 from .postprocess import Detections, postprocess
-from .precision import DTYPES, PrecisionError, apply_precision, fuse_conv_silu, resolve_precision
+from .precision import (
+    DTYPES,
+    PrecisionError,
+    apply_precision,
+    fuse_conv_silu,
+    resolve_precision,
+)
 from .results import SegmentationResult
 from .tiling import segment_tiled
 from .transforms import Letterbox, letterbox_geometry, letterbox_image
@@ -30,6 +37,10 @@ from .transforms import Letterbox, letterbox_geometry, letterbox_image
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 LOGGER = logging.getLogger("fastsam")
+
+
+TRIM_AFTER_PIXELS = 16_000_000
+"""On a CPU, after the network pass over images of at least this many pixels in all, freed memory is handed back."""
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -273,6 +284,10 @@ class FastSAM:
             batch, geometries = self.preprocess([arrays[i] for i in indices], imgsz)
             preds, protos = self.infer(batch)
             staged.append(Staged(indices, input_hw, geometries, preds, protos))
+        if self.device.type == "cpu" and sum(a.shape[0] * a.shape[1] for a in arrays) >= TRIM_AFTER_PIXELS:
+            # big photos: the network's freed activations go back to the system before the masks are made, so the
+            # peak is the decoding's, not activations + masks (36 MP: 1.25 -> 1.15 GB); small ones keep them for reuse
+            trim_allocator()
         return staged
 
     @torch.inference_mode()

@@ -19,8 +19,6 @@ when an upload's reservation ends (:func:`configure_allocator`, :func:`trim_allo
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import threading
 import time
@@ -28,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..allocator import configure_allocator, trim_allocator
 from ..errors import FastSAMError
 from .limits import MiB, describe_bytes
 
@@ -45,35 +44,7 @@ DEFAULT_FRACTION = 0.8
 """``fastsam serve``'s default budget: this share of the memory the machine (or its container) has."""
 
 
-_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3  # glibc mallopt parameters (malloc.h)
 _TRIM_BYTES = 16 * MiB  # releases at least this large trim the heap
-
-
-def _glibc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-def configure_allocator(mmap_threshold: int = MiB, arenas: int = 2) -> bool:
-    """Make freed memory go back to the system (glibc only; elsewhere nothing is changed): blocks of at least
-    ``mmap_threshold`` bytes are mapped on their own, and at most ``arenas`` malloc arenas are made. Returns whether
-    it was applied."""
-    libc = _glibc()
-    if libc is None:
-        return False
-    threshold = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
-    return bool(threshold and libc.mallopt(_M_ARENA_MAX, int(arenas)) == 1)
-
-
-def trim_allocator() -> None:
-    """Give the free memory at the top of glibc's heaps (and free pages inside them) back to the system."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 class OverBudgetError(FastSAMError):
