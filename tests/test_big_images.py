@@ -3,6 +3,7 @@ bit, made without laying out a mask, and answered from the runs (RLE, areas, poi
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 import numpy as np
@@ -137,6 +138,21 @@ def test_numpy_fallback_gives_the_compiled_runs(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(column_runs, "AVAILABLE", False)
     fallback = masks_as_runs(protos, coefficients, boxes, g)
     assert fallback.to_rle() == compiled.to_rle() and len(compiled) == 20
+
+
+def test_an_unusable_numba_falls_back_with_one_note(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Numba present but failing to load (e.g. built for another NumPy): one warning, then the numpy form."""
+    protos, coefficients, boxes, g = random_masks((300, 400), 320, 20, seed=3)
+    expected = masks_as_runs(protos, coefficients, boxes, g).to_rle()
+    monkeypatch.setattr(column_runs, "_compiled", None)
+    monkeypatch.setattr(column_runs, "AVAILABLE", True)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    with caplog.at_level("WARNING", logger="fastsam"):
+        assert masks_as_runs(protos, coefficients, boxes, g).to_rle() == expected
+        assert masks_as_runs(protos, coefficients, boxes, g).to_rle() == expected
+    assert column_runs.AVAILABLE is False
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "numpy form" in caplog.records[0].message
 
 
 def test_runs_of_a_network_on_real_photos_equal_todays_masks(tiny_model, shared_images_dir) -> None:

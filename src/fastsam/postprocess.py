@@ -224,6 +224,7 @@ def masks_as_runs(
     plan = _WindowPlan(protos, coefficients, boxes, geometry)
     height = geometry.orig_hw[0]
     dtype = toggle_dtype(geometry.orig_hw)
+    fast = column_runs.AVAILABLE and column_runs.compiled() is not None
 
     def mask_runs(part: slice) -> list[np.ndarray]:
         out = []
@@ -233,7 +234,7 @@ def masks_as_runs(
                 out.append(np.zeros(0, dtype=dtype))
                 continue
             src, rows, cols = plan.source(k)
-            if column_runs.AVAILABLE:  # compiled: one pass, no temporaries
+            if fast:  # compiled: one pass, no temporaries
                 out.append(column_toggles(src, rows, cols, (xa, ya), height).astype(dtype))
                 continue
             # numpy: a strip of output columns at a time, the temporaries follow the strip, not the window

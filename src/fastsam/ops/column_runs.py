@@ -1,27 +1,31 @@
 """A thresholded bilinear resize straight to column-major run boundaries, compiled (Numba).
 
 The same answer as :func:`fastsam.ops.sign_resize.positive_transitions` followed by
-:func:`fastsam.ops.rle.canonical_toggles`, bit for bit, in one compiled pass: for each output column the source
-column is interpolated horizontally once (``src[i, c0] * (1 - wx) + src[i, c1] * wx``, float32), then each run of
-output rows that share a source row pair is settled by the signs of its two interpolated values, and only the rows
-of pairs whose sign is in doubt are evaluated (``top * (1 - wy) + bottom * wy > 0``, float32, the arithmetic of
-``F.interpolate(mode="bilinear")``). Work follows output columns x source rows plus the pixels near the boundary;
-nothing of the output's area is laid out.
+:func:`fastsam.ops.rle.canonical_toggles`, bit for bit, in one compiled pass. Output rows whose first source row is
+the same form a block, output columns whose source columns are the same a group. For each group, every source cell
+(a block's two source rows by the group's two source columns) whose four taps are all above ``1e-30`` (all ``<= 0``)
+is settled True (False) for all its output pixels: a weighted mean of same-signed values keeps the sign. For each
+output column only the cells that are mixed or differ from the cell above are visited; a mixed cell's column is
+interpolated horizontally (``src[i, c0] * (1 - wx) + src[i, c1] * wx``) and its pixels evaluated
+(``top * (1 - wy) + bottom * wy > 0``), in float32: the arithmetic of ``F.interpolate(mode="bilinear")``. Work
+follows source cells and the pixels near the boundary; nothing of the output's area is laid out.
 
 Written here rather than in numpy because the numpy form spends ~30 passes over temporaries per boundary pixel
 (about 0.75 us each, most of the post-processing time on noisy masks); compiled, the loop costs a few ns a step.
-:data:`AVAILABLE` is False where Numba cannot be imported; callers then use the numpy form.
+:func:`compiled` is None where Numba is missing or cannot be loaded; callers then use the numpy form.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 AVAILABLE = importlib.util.find_spec("numba") is not None  # imported on first use (half a second), not here
+LOGGER = logging.getLogger("fastsam")
 
 
 def _column_toggles(
@@ -140,15 +144,22 @@ _compiled: Callable[..., np.ndarray] | None = None
 _compile_lock = threading.Lock()
 
 
-def _kernel() -> Callable[..., np.ndarray]:
-    """The compiled kernel (compiled once per machine: Numba caches it on disk; loading it takes ~0.4 s)."""
-    global _compiled
-    with _compile_lock:
-        if _compiled is None:
-            import numba
+def compiled() -> Callable[..., np.ndarray] | None:
+    """The compiled kernel, or None (with one warning) where Numba cannot be loaded; sets :data:`AVAILABLE`.
 
-            # nogil: threads run masks side by side; no fastmath: the float32 rounding must be the reference's
-            _compiled = numba.njit(nogil=True, cache=True)(_column_toggles)
+    Compiled once per machine (Numba caches it on disk); loading it takes ~0.4 s and ~120 MB of resident libraries.
+    """
+    global _compiled, AVAILABLE
+    with _compile_lock:
+        if _compiled is None and AVAILABLE:
+            try:
+                import numba
+
+                # nogil: threads run masks side by side; no fastmath: the float32 rounding must be the reference's
+                _compiled = numba.njit(nogil=True, cache=True)(_column_toggles)
+            except Exception as err:  # noqa: BLE001 - an unusable Numba (e.g. built for another NumPy): fall back
+                AVAILABLE = False
+                LOGGER.warning("note: Numba could not be loaded (%s); masks are made by the slower numpy form", err)
     return _compiled
 
 
@@ -169,11 +180,12 @@ def column_toggles(
     Returns:
         ``(2R,)`` int64 run starts and ends of the mask in the image's column-major pixel order.
     """
-    if not AVAILABLE:
-        raise RuntimeError("numba is not installed: pip install numba (or use fastsam.ops.sign_resize)")
+    kernel = compiled()
+    if kernel is None:
+        raise RuntimeError("numba is not usable here: pip install numba (or use fastsam.ops.sign_resize)")
     r0, r1, ly = (np.ascontiguousarray(rows[0], dtype=np.int64), np.ascontiguousarray(rows[1], dtype=np.int64),
                   np.ascontiguousarray(rows[2], dtype=np.float32))  # fmt: skip
     c0, c1, lx = (np.ascontiguousarray(cols[0], dtype=np.int64), np.ascontiguousarray(cols[1], dtype=np.int64),
                   np.ascontiguousarray(cols[2], dtype=np.float32))  # fmt: skip
-    return _kernel()(np.ascontiguousarray(np.asarray(src, dtype=np.float32).T), r0, r1, ly, c0, c1, lx,
+    return kernel(np.ascontiguousarray(np.asarray(src, dtype=np.float32).T), r0, r1, ly, c0, c1, lx,
                            int(origin[0]), int(origin[1]), int(height))  # fmt: skip
