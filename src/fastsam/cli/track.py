@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from .common import (
     default_batch_size,
     model_from_args,
 )
+from .frames import write_behind
 from .segment import _boxes, _labels, _points
 
 FORMATS = ("overlay", "json", "mots", "ytvis", "davis")
@@ -294,25 +293,19 @@ def _track_video(args: argparse.Namespace, source: str, outputs: dict[str, Path]
     bar = tqdm(total=total, unit="frame", disable=args.quiet, file=sys.stderr, desc=_source_name(source))
     sinks = _open_sinks(outputs, reader, _source_name(source))
     preview = _Preview(source) if args.show else None
-    frames = masks = 0
-    interrupted = False
+    counts = {"frames": 0, "masks": 0}
     start = time.perf_counter()
-    pending: deque[Future] = deque()
+
+    def tracked_frames():
+        for frame, result in segment_frames(feed, model, args.batch_size, **settings):
+            tracked = tracker.step(frame, result)
+            counts["frames"] += 1
+            counts["masks"] += len(tracked.result)
+            yield tracked
+
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-track-write") as pool:
-            try:
-                for frame, result in segment_frames(feed, model, args.batch_size, **settings):
-                    tracked = tracker.step(frame, result)
-                    frames += 1
-                    masks += len(tracked.result)
-                    pending.append(pool.submit(_emit, tracked, args, sinks, preview))
-                    while len(pending) > 2 * args.batch_size:
-                        pending.popleft().result()
-                    bar.update(1)
-            except KeyboardInterrupt:
-                interrupted = True  # the normal way to stop a webcam or stream: finish the files below
-            for job in pending:
-                job.result()
+        interrupted = write_behind(tracked_frames(), lambda tracked: _emit(tracked, args, sinks, preview),
+                                   2 * args.batch_size, bar, "fastsam-track-write")  # fmt: skip
     finally:
         feed.close()
         reader.close()
@@ -322,6 +315,7 @@ def _track_video(args: argparse.Namespace, source: str, outputs: dict[str, Path]
         if preview is not None:
             preview.close()
     elapsed = time.perf_counter() - start
+    frames, masks = counts["frames"], counts["masks"]
     note = f", {feed.dropped} dropped to keep up with the live source" if feed.dropped else ""
     note += ", stopped by the user" if interrupted else ""
     what = f"{len(tracker.objects)} followed object(s)" if tracker.following else f"{tracker.tracker.started} track(s)"

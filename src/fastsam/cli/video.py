@@ -7,12 +7,12 @@ import json
 import re
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .frames import write_behind
 
 VIDEO_FORMATS = ("overlay", "json")
 
@@ -75,7 +75,13 @@ def run_videos(args: argparse.Namespace, sources: list[str], model: Any, prompt:
 def _segment_video(args: argparse.Namespace, source: str, outputs: dict[str, Path], model: Any, prompt: Any) -> None:
     from tqdm import tqdm
 
-    from ..video import FrameFeed, VideoReader, VideoWriter, is_live_source, segment_frames
+    from ..video import (
+        FrameFeed,
+        VideoReader,
+        VideoWriter,
+        is_live_source,
+        segment_frames,
+    )
 
     live = is_live_source(source)
     settings = {"imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "retina": args.retina}
@@ -89,25 +95,19 @@ def _segment_video(args: argparse.Namespace, source: str, outputs: dict[str, Pat
         outputs["json"].parent.mkdir(parents=True, exist_ok=True)
         lines = open(outputs["json"], "w", encoding="utf-8")  # noqa: SIM115 - closed in finally
     preview = _Preview(source) if args.show else None
-    frames = masks = 0
-    interrupted = False
+    counts = {"frames": 0, "masks": 0}
     start = time.perf_counter()
+
+    def counted():
+        for frame, result in segment_frames(feed, model, args.batch_size, prompt, **settings):
+            counts["frames"] += 1
+            counts["masks"] += len(result)
+            yield frame, result
+
     # Rendering and encoding run in one background thread, in frame order, while the network works.
-    pending: deque[Future] = deque()
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastsam-video-write") as pool:
-            try:
-                for frame, result in segment_frames(feed, model, args.batch_size, prompt, **settings):
-                    frames += 1
-                    masks += len(result)
-                    pending.append(pool.submit(_emit, frame, result, args, writer, lines, preview))
-                    while len(pending) > 2 * args.batch_size:
-                        pending.popleft().result()
-                    bar.update(1)
-            except KeyboardInterrupt:
-                interrupted = True  # the normal way to stop a webcam or stream: finish the files below
-            for job in pending:
-                job.result()
+        interrupted = write_behind(counted(), lambda item: _emit(*item, args, writer, lines, preview),
+                                   2 * args.batch_size, bar, "fastsam-video-write")  # fmt: skip
     finally:
         feed.close()
         reader.close()
@@ -119,6 +119,7 @@ def _segment_video(args: argparse.Namespace, source: str, outputs: dict[str, Pat
         if preview is not None:
             preview.close()
     elapsed = time.perf_counter() - start
+    frames, masks = counts["frames"], counts["masks"]
     note = f", {feed.dropped} dropped to keep up with the live source" if feed.dropped else ""
     note += ", stopped by the user" if interrupted else ""
     written = " and ".join(str(p) for p in outputs.values()) or "nothing (no --format for videos)"
