@@ -32,6 +32,17 @@ def linear_taps(start: int, stop: int, scale: float, n_in: int) -> Taps:
     return i0, i1, lam
 
 
+def mixed_cells(positive: np.ndarray) -> np.ndarray:
+    """Source cell ``(i, j)`` is mixed if its taps ``(i, j), (i, j+1), (i+1, j), (i+1, j+1)`` (those inside the
+    grid) disagree in sign; ``positive`` and the result are ``(h, w)`` bool."""
+    mixed = np.zeros_like(positive)
+    mixed[:, :-1] |= positive[:, :-1] != positive[:, 1:]
+    mixed[:-1] |= positive[:-1] != positive[1:]
+    mixed[:-1, :-1] |= positive[:-1, :-1] != positive[1:, 1:]
+    mixed[:-1, :-1] |= positive[:-1, 1:] != positive[1:, :-1]
+    return mixed
+
+
 def upsample_positive(src: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
     """``bilinear(src)[rows, cols] > 0`` for a 2-D float32 ``src``, mostly by sign lookup.
 
@@ -48,12 +59,7 @@ def upsample_positive(src: np.ndarray, rows: Taps, cols: Taps) -> np.ndarray:
     src = src[ra:rb, ca:cb]  # only the source region these taps reach
     r0, r1, c0, c1 = r0 - ra, r1 - ra, c0 - ca, c1 - ca
     positive = src > 0
-    # source cell (i, j) is mixed if its taps (i, j), (i, j+1), (i+1, j), (i+1, j+1) disagree in sign
-    mixed = np.zeros_like(positive)
-    mixed[:, :-1] |= positive[:, :-1] != positive[:, 1:]
-    mixed[:-1] |= positive[:-1] != positive[1:]
-    mixed[:-1, :-1] |= positive[:-1, :-1] != positive[1:, 1:]
-    mixed[:-1, :-1] |= positive[:-1, 1:] != positive[1:, :-1]
+    mixed = mixed_cells(positive)
     # The taps are non-decreasing, so the output rows (columns) whose first tap is source row i form one run:
     # the sign lookup is a run-length repeat, and a mixed cell maps to one rectangle of output pixels.
     row_runs = np.bincount(r0, minlength=src.shape[0])
@@ -127,11 +133,7 @@ def positive_transitions(src: np.ndarray, rows: Taps, cols: Taps) -> tuple[np.nd
     src = src[ra:rb, ca:cb]
     r0, r1, c0, c1 = r0 - ra, r1 - ra, c0 - ca, c1 - ca
     positive = src > 0
-    mixed = np.zeros_like(positive)  # the cell definition of upsample_positive
-    mixed[:, :-1] |= positive[:, :-1] != positive[:, 1:]
-    mixed[:-1] |= positive[:-1] != positive[1:]
-    mixed[:-1, :-1] |= positive[:-1, :-1] != positive[1:, 1:]
-    mixed[:-1, :-1] |= positive[:-1, 1:] != positive[1:, :-1]
+    mixed = mixed_cells(positive)
     # the grid of "blocks": source rows (columns) that are the first tap of at least one output row (column)
     row_runs = np.bincount(r0, minlength=src.shape[0])
     col_runs = np.bincount(c0, minlength=src.shape[1])
