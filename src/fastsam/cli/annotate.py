@@ -17,17 +17,10 @@ from .common import (
     add_workers_option,
     check_inference_args,
     default_batch_size,
+    format_list,
     load_clip,
     model_from_args,
 )
-
-
-def _formats(text: str) -> list[str]:
-    chosen = list(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
-    unknown = [f for f in chosen if f not in ("coco", "yolo")]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose coco, yolo or coco,yolo")
-    return chosen
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns")
     add_out_option(parser, type=Path, help="the dataset folder to write (required)")
-    parser.add_argument("--format", type=_formats, default=["coco"],
+    parser.add_argument("--format", type=format_list(("coco", "yolo")), default=["coco"],
                         help="dataset format: coco, yolo, or both as coco,yolo (default: coco)")  # fmt: skip
     labels = parser.add_argument_group("labels")
     labels.add_argument("--classes", help='comma-separated class names scored with CLIP, e.g. "person,car,dog" '

@@ -48,6 +48,19 @@ def add_alias(parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: st
         parser.add_argument(old, dest=dest, action=_Alias, new=new, type=type)
 
 
+def format_list(choices: tuple[str, ...]):
+    """An argparse ``type`` for a comma list of output formats from ``choices`` (repeats dropped, order kept)."""
+
+    def parse(text: str) -> list[str]:
+        chosen = list(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+        unknown = [f for f in chosen if f not in choices]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose from {', '.join(choices)}")
+        return chosen
+
+    return parse
+
+
 def add_out_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str, default: Any = None,
                    type: Any = None, metavar: str | None = None, old: bool = False) -> None:  # fmt: skip
     """``--out``/``-o`` (``old``: also the hidden older spelling ``--output``, where a command had it)."""

@@ -17,19 +17,12 @@ from .common import (
     add_workers_option,
     check_inference_args,
     default_batch_size,
+    format_list,
     load_clip,
     model_from_args,
 )
 
 FORMATS = ("overlay", "json", "png", "polygons", "sam")
-
-
-def _formats(text: str) -> list[str]:
-    chosen = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose from {', '.join(FORMATS)}")
-    return chosen
 
 
 def _number_groups(text: str, size: int, what: str) -> list[list[float]]:
@@ -88,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output folder, or a video file for one video (default: %(default)s)")  # fmt: skip
     parser.add_argument(
         "--format",
-        type=_formats,
+        type=format_list(FORMATS),
         default=None,
         help=f"comma-separated outputs among {', '.join(FORMATS)} (default: overlay,json for images, overlay for videos)",
     )

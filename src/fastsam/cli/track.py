@@ -17,6 +17,7 @@ from .common import (
     add_quiet_option,
     check_inference_args,
     default_batch_size,
+    format_list,
     model_from_args,
 )
 from .frames import write_behind
@@ -24,14 +25,6 @@ from .segment import _boxes, _labels, _points
 
 FORMATS = ("overlay", "json", "mots", "ytvis", "davis")
 DEFAULT_FORMATS = ("overlay", "json", "mots", "ytvis")
-
-
-def _formats(text: str) -> list[str]:
-    chosen = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose from {', '.join(FORMATS)}")
-    return chosen
 
 
 def _frame_index(text: str) -> int:
@@ -83,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, stream URLs, webcam:N")
     add_out_option(parser, type=Path, default=Path("out"),
                    help="output folder, or a video file (out.mp4) for one input (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--format", type=_formats, default=None,
+    parser.add_argument("--format", type=format_list(FORMATS), default=None,
                         help=f"comma-separated outputs among {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)})")  # fmt: skip
     prompts = parser.add_argument_group("prompt once, follow")
     prompts.add_argument("--prompt-frame", dest="frame", type=_frame_index, action=_PromptPart, metavar="K",
