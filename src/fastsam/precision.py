@@ -162,6 +162,8 @@ def fuse_conv_silu(net: nn.Module) -> int:
     CPU network by one oneDNN primitive (:class:`~fastsam.modeling.fused.ConvSiLU`), in place.
 
     For reduced precision only (the SiLU is applied before rounding, so float32 results would move by an ulp).
+    Each fused weight is also packed into oneDNN's layout once (:meth:`~fastsam.modeling.fused.ConvSiLU.pack_weight`)
+    rather than at every call.
 
     Returns:
         The number of blocks fused (0 where this torch build has no oneDNN fusion).
@@ -172,5 +174,6 @@ def fuse_conv_silu(net: nn.Module) -> int:
     for module in net.modules():
         if isinstance(module, ConvBNAct) and module.bn is None and isinstance(module.act, nn.SiLU):
             module.conv, module.act = ConvSiLU(module.conv), nn.Identity()
+            module.conv.pack_weight()
             count += 1
     return count

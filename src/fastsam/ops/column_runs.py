@@ -113,6 +113,13 @@ def _column_toggles(
             i0, i1 = top_rows[b], bottom_rows[b]
             top = left[i0] * wx1 + right[i0] * wx  # F.interpolate's arithmetic: width first, then height
             bottom = left[i1] * wx1 + right[i1] * wx
+            if sure and ((top > tiny and bottom > tiny) or (top <= 0 and bottom <= 0)):
+                # this column's two values agree: every pixel of the block has their sign, as for a settled cell
+                if (top > 0) != state:
+                    changes[n] = ya
+                    n += 1
+                    state = top > 0
+                continue
             for y in range(ya, starts[b + 1]):
                 wy = ly[y]
                 value = top * (one - wy) + bottom * wy > 0
