@@ -6,8 +6,9 @@ the same form a block, output columns whose source columns are the same a group.
 (a block's two source rows by the group's two source columns) whose four taps are all above ``1e-30`` (all ``<= 0``)
 is settled True (False) for all its output pixels: a weighted mean of same-signed values keeps the sign. For each
 output column only the cells that are mixed or differ from the cell above are visited; a mixed cell's column is
-interpolated horizontally (``src[i, c0] * (1 - wx) + src[i, c1] * wx``) and its pixels evaluated
-(``top * (1 - wy) + bottom * wy > 0``), in float32: the arithmetic of ``F.interpolate(mode="bilinear")``. Work
+interpolated horizontally (``src[i, c0] * (1 - wx) + src[i, c1] * wx``) and, unless those two values agree in sign
+as above, its pixels evaluated (``top * (1 - wy) + bottom * wy > 0``), in float32: the arithmetic of
+``F.interpolate(mode="bilinear")``. Work
 follows source cells and the pixels near the boundary; nothing of the output's area is laid out.
 
 Written here rather than in numpy because the numpy form spends ~30 passes over temporaries per boundary pixel
