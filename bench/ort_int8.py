@@ -6,8 +6,8 @@ unsigned 8-bit activations and signed 8-bit per-channel weights (ONNX Runtime's 
 from MinMax calibration on the same letterboxed images the OpenVINO path calibrates on. The layers the OpenVINO
 path keeps in floating point (:data:`fastsam.export.openvino.INT8_IGNORED`: the head's last convolutions, DFL and
 box decoding) stay in float32 here too. MinMax keeps every image's activations until the end (its option to bound
-that discards them in onnxruntime 1.32): about 0.2 GB an image for FastSAM-s at 1024 px. fastsam's metadata is carried over, so ``FastSAM(path)`` loads the result
-with the onnxruntime backend like any exported model.
+that discards them in onnxruntime 1.32): about 0.2 GB an image for FastSAM-s at 1024 px. fastsam's metadata is
+carried over, so ``FastSAM(path)`` loads the result with the onnxruntime backend like any exported model.
 
     python bench/ort_int8.py WEIGHTS OUT.onnx --imgsz 640 --data $FASTSAM_SHARED/data/coco128-seg/images
 """
@@ -35,7 +35,11 @@ def quantize_onnx_int8(net: Any, out: Path, imgsz: int, data: str | Path, calibr
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from fastsam.export.onnx import export_onnx
-    from fastsam.export.openvino import INT8_IGNORED, _calibration_batches, calibration_images
+    from fastsam.export.openvino import (
+        INT8_IGNORED,
+        _calibration_batches,
+        calibration_images,
+    )
 
     files = calibration_images(data, calibration_size)
 
