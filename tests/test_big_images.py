@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastsam.jit import Kernel
 from fastsam.masks import RunMasks, WindowedMasks
 from fastsam.ops.boxes import scale_boxes_to_original
 from fastsam.ops.mask_index import MaskIndex, RunIndex
@@ -77,7 +78,7 @@ def test_transitions_are_those_of_the_sign_lookup(src: np.ndarray, out: tuple[in
     assert sorted(zip(x.tolist(), y.tolist())) == column_changes(upsample_positive(src, rows, cols))
 
 
-@pytest.mark.skipif(not column_runs.AVAILABLE, reason="numba is not installed")
+@pytest.mark.skipif(not column_runs.KERNEL.available, reason="numba is not installed")
 @given(src=sources(), out=st.tuples(st.integers(1, 150), st.integers(1, 150)), height=st.integers(0, 40), data=st.data())
 @settings(max_examples=300, deadline=None)
 def test_compiled_runs_are_those_of_the_sign_lookup(
@@ -135,7 +136,7 @@ def test_numpy_fallback_gives_the_compiled_runs(monkeypatch: pytest.MonkeyPatch)
     """Without numba the numpy form runs instead, with the same answer."""
     protos, coefficients, boxes, g = random_masks((1080, 1920), 640, 20, seed=7)
     compiled = masks_as_runs(protos, coefficients, boxes, g)
-    monkeypatch.setattr(column_runs, "AVAILABLE", False)
+    monkeypatch.setattr(column_runs.KERNEL, "available", False)
     fallback = masks_as_runs(protos, coefficients, boxes, g)
     assert fallback.to_rle() == compiled.to_rle() and len(compiled) == 20
 
@@ -144,13 +145,12 @@ def test_an_unusable_numba_falls_back_with_one_note(monkeypatch: pytest.MonkeyPa
     """Numba present but failing to load (e.g. built for another NumPy): one warning, then the numpy form."""
     protos, coefficients, boxes, g = random_masks((300, 400), 320, 20, seed=3)
     expected = masks_as_runs(protos, coefficients, boxes, g).to_rle()
-    monkeypatch.setattr(column_runs, "_compiled", None)
-    monkeypatch.setattr(column_runs, "AVAILABLE", True)
+    monkeypatch.setattr(column_runs, "KERNEL", Kernel(column_runs._column_toggles, column_runs.KERNEL.fallback))
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
     with caplog.at_level("WARNING", logger="fastsam"):
         assert masks_as_runs(protos, coefficients, boxes, g).to_rle() == expected
         assert masks_as_runs(protos, coefficients, boxes, g).to_rle() == expected
-    assert column_runs.AVAILABLE is False
+    assert column_runs.KERNEL.available is False
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
     assert "numpy form" in caplog.records[0].message
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fastsam.ops.boxes import scale_boxes_to_original
 from fastsam.postprocess import fastsam_box_step, placement_from_shapes, reference_placement
-from fastsam.transforms import PAD_VALUE, letterbox_geometry, letterbox_image, resize_bilinear_u8
+from fastsam.transforms import PAD_VALUE, RESIZE_KERNEL, letterbox_geometry, letterbox_image, resize_bilinear_u8
 
 
 @given(h=st.integers(1, 5000), w=st.integers(1, 5000), imgsz=st.sampled_from([64, 640, 1024]))
@@ -82,11 +82,23 @@ def test_reference_placement_quirk_is_detected() -> None:
     seed=st.integers(0, 2**16),
 )
 @settings(max_examples=200, deadline=None)
-def test_resize_is_bit_identical_to_the_reference_library(h: int, w: int, out_h: int, out_w: int, seed: int) -> None:
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "torch"])
+def test_resize_is_bit_identical_to_the_reference_library(
+    compiled: bool, h: int, w: int, out_h: int, out_w: int, seed: int
+) -> None:
+    """Both forms of the resize (the compiled pass, and torch ops where Numba is unusable) against OpenCV."""
     cv2 = pytest.importorskip("cv2", reason="OpenCV (test extra) is the reference for the 8-bit resize")
+    if compiled and not RESIZE_KERNEL.available:
+        pytest.skip("numba is not installed")
     image = np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     expected = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR).reshape(out_h, out_w, 3)
-    assert np.array_equal(resize_bilinear_u8(image, (out_h, out_w)).numpy(), expected)
+    saved = RESIZE_KERNEL.available
+    RESIZE_KERNEL.available = compiled  # (not monkeypatch: a function-scoped fixture under Hypothesis)
+    try:
+        got = resize_bilinear_u8(image, (out_h, out_w))
+    finally:
+        RESIZE_KERNEL.available = saved
+    assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), expected)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -224,7 +224,7 @@ def masks_as_runs(
     plan = _WindowPlan(protos, coefficients, boxes, geometry)
     height = geometry.orig_hw[0]
     dtype = toggle_dtype(geometry.orig_hw)
-    fast = column_runs.AVAILABLE and column_runs.compiled() is not None
+    fast = column_runs.KERNEL() is not None
 
     def mask_runs(part: slice) -> list[np.ndarray]:
         out = []

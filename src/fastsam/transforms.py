@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .jit import Kernel
+
 PAD_VALUE = 114  # grey used for the letterbox padding
 STRIDE = 32  # the network's largest stride: input sides must be multiples of it
 
@@ -74,6 +76,54 @@ def _linear_weights(n_out: int, n_in: int, clamp_weights: bool) -> tuple[torch.T
     return (torch.from_numpy(i0), torch.from_numpy(i1), torch.from_numpy(w0), torch.from_numpy(w1))
 
 
+def _resize_u8(
+    image: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    a0: np.ndarray,
+    a1: np.ndarray,
+    y0: np.ndarray,
+    y1: np.ndarray,
+    b0: np.ndarray,
+    b1: np.ndarray,
+) -> np.ndarray:
+    """:func:`resize_bilinear_u8`'s arithmetic in one pass (compiled by Numba): each source row the output reads is
+    interpolated across once (kept while consecutive output rows read it), then each output row is blended from
+    its two. ``image`` ``(H, W, C)`` uint8; taps and weights as :func:`_linear_weights` gives them (int64 taps,
+    int32 weights); returns ``(len(y0), len(x0), C)`` uint8."""
+    h, w, c = y0.shape[0], x0.shape[0], image.shape[2]
+    out = np.empty((h, w, c), dtype=np.uint8)
+    upper = np.empty((w, c), dtype=np.int64)  # source row y0[i] across, then source row y1[i] across
+    lower = np.empty((w, c), dtype=np.int64)
+    upper_row, lower_row = -1, -1
+    for i in range(h):
+        if y0[i] != upper_row:
+            if y0[i] == lower_row:
+                upper, lower = lower, upper
+                upper_row, lower_row = lower_row, upper_row
+            else:
+                src = image[y0[i]]
+                for j in range(w):
+                    for k in range(c):
+                        upper[j, k] = np.int64(src[x0[j], k]) * a0[j] + np.int64(src[x1[j], k]) * a1[j]
+                upper_row = y0[i]
+        if y1[i] != lower_row:
+            src = image[y1[i]]
+            for j in range(w):
+                for k in range(c):
+                    lower[j, k] = np.int64(src[x0[j], k]) * a0[j] + np.int64(src[x1[j], k]) * a1[j]
+            lower_row = y1[i]
+        for j in range(w):
+            for k in range(c):
+                value = ((((upper[j, k] >> 4) * b0[i]) >> 16) + (((lower[j, k] >> 4) * b1[i]) >> 16) + 2) >> 2
+                out[i, j, k] = min(max(value, 0), 255)
+    return out
+
+
+#: :func:`_resize_u8` compiled (None without a usable Numba: the torch form runs, with the same bits)
+RESIZE_KERNEL = Kernel(_resize_u8, "images are resized by the slower torch form")
+
+
 def resize_bilinear_u8(
     image: np.ndarray, size_hw: tuple[int, int], device: str | torch.device = "cpu"
 ) -> torch.Tensor:
@@ -81,7 +131,8 @@ def resize_bilinear_u8(
     library (OpenCV ``INTER_LINEAR`` on 8-bit images) computes it, bit for bit.
 
     Horizontal pass with 11-bit weights into integers, then vertical pass in 16-bit fixed point with the
-    reference's rounding steps.
+    reference's rounding steps. On the CPU one compiled pass (:func:`_resize_u8`, Numba) where Numba is usable, else
+    torch ops; the same bits.
 
     Args:
         image: ``(H, W, C)`` uint8.
@@ -93,6 +144,10 @@ def resize_bilinear_u8(
         ``(h, w, C)`` uint8 tensor on ``device``.
     """
     h, w = size_hw
+    kernel = RESIZE_KERNEL() if torch.device(device).type == "cpu" else None
+    if kernel is not None:  # one compiled pass, no int32 copies of the source rows
+        taps = [t.numpy() for t in (*_linear_weights(w, image.shape[1], True), *_linear_weights(h, image.shape[0], False))]
+        return torch.from_numpy(kernel(np.ascontiguousarray(image, dtype=np.uint8).reshape(*image.shape[:2], -1), *taps))
     x0, x1, a0, a1 = (t.to(device) for t in _linear_weights(w, image.shape[1], clamp_weights=True))
     y0, y1, b0, b1 = _linear_weights(h, image.shape[0], clamp_weights=False)
     rows = torch.unique(torch.cat((y0, y1)))  # only the source rows that are used

@@ -13,20 +13,14 @@ follows source cells and the pixels near the boundary; nothing of the output's a
 
 Written here rather than in numpy because the numpy form spends ~30 passes over temporaries per boundary pixel
 (about 0.75 us each, most of the post-processing time on noisy masks); compiled, the loop costs a few ns a step.
-:func:`compiled` is None where Numba is missing or cannot be loaded; callers then use the numpy form.
+:data:`KERNEL` gives None where Numba is missing or cannot be loaded; callers then use the numpy form.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import threading
-from collections.abc import Callable
-
 import numpy as np
 
-AVAILABLE = importlib.util.find_spec("numba") is not None  # imported on first use (half a second), not here
-LOGGER = logging.getLogger("fastsam")
+from ..jit import Kernel
 
 
 def _column_toggles(
@@ -148,27 +142,9 @@ def _column_toggles(
     return out[:count].copy()
 
 
-_compiled: Callable[..., np.ndarray] | None = None
-_compile_lock = threading.Lock()
-
-
-def compiled() -> Callable[..., np.ndarray] | None:
-    """The compiled kernel, or None (with one warning) where Numba cannot be loaded; sets :data:`AVAILABLE`.
-
-    Compiled once per machine (Numba caches it on disk); loading it takes ~0.4 s and ~120 MB of resident libraries.
-    """
-    global _compiled, AVAILABLE
-    with _compile_lock:
-        if _compiled is None and AVAILABLE:
-            try:
-                import numba
-
-                # nogil: threads run masks side by side; no fastmath: the float32 rounding must be the reference's
-                _compiled = numba.njit(nogil=True, cache=True)(_column_toggles)
-            except Exception as err:  # noqa: BLE001 - an unusable Numba (e.g. built for another NumPy): fall back
-                AVAILABLE = False
-                LOGGER.warning("note: Numba could not be loaded (%s); masks are made by the slower numpy form", err)
-    return _compiled
+#: The compiled kernel: ``KERNEL()`` is it, or None where Numba is missing or unusable (callers then use the numpy
+#: form). Compiled once per machine (Numba caches it on disk).
+KERNEL = Kernel(_column_toggles, "masks are made by the slower numpy form")
 
 
 def column_toggles(
@@ -188,7 +164,7 @@ def column_toggles(
     Returns:
         ``(2R,)`` int64 run starts and ends of the mask in the image's column-major pixel order.
     """
-    kernel = compiled()
+    kernel = KERNEL()
     if kernel is None:
         raise RuntimeError("numba is not usable here: pip install numba (or use fastsam.ops.sign_resize)")
     r0, r1, ly = (np.ascontiguousarray(rows[0], dtype=np.int64), np.ascontiguousarray(rows[1], dtype=np.int64),
