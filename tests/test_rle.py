@@ -13,6 +13,8 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
 from fastsam.ops.rle import (
+    BOUNDS_KERNEL,
+    STRING_KERNEL,
     box_xyxy_to_xywh,
     mask_area,
     mask_to_box,
@@ -20,6 +22,8 @@ from fastsam.ops.rle import (
     mask_to_rle,
     polygon_area,
     rle_to_mask,
+    toggles_bounds_and_area,
+    toggles_to_rle,
 )
 
 # pycocotools (used directly below as the reference rasteriser) predates numpy 2's __array__ protocol.
@@ -228,6 +232,64 @@ def test_real_coco_annotations_roundtrip(shared_dir: Path) -> None:
             assert (back & mask).sum() / (back | mask).sum() > 0.9
         checked += 1
     assert checked > 0
+
+
+def _toggles(mask: np.ndarray) -> np.ndarray:
+    """Column-major run boundaries of one ``(H, W)`` mask, by the definition."""
+    flat = np.concatenate(([False], mask.T.reshape(-1), [False]))
+    return np.flatnonzero(flat[1:] != flat[:-1]).astype(np.int32)
+
+
+@given(
+    mask=arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    fill=st.sampled_from(["drawn", "empty", "full", "noise"]),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=300, deadline=None)
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "pycocotools"])
+def test_toggles_to_rle_gives_the_strings_of_pycocotools(compiled: bool, mask: np.ndarray, fill: str, seed: int) -> None:
+    """The compiled COCO string encoder (and its fallback) against pycocotools' encoder, incl. masks that start or
+    end at the image's first/last pixel and runs long enough to need several characters and negative differences."""
+    if compiled and not STRING_KERNEL.available:
+        pytest.skip("numba is not installed")
+    if fill == "empty":
+        mask = np.zeros_like(mask)
+    elif fill == "full":
+        mask = np.ones_like(mask)
+    elif fill == "noise":
+        mask = np.random.default_rng(seed).random(mask.shape) < 0.5
+    saved = STRING_KERNEL.available
+    STRING_KERNEL.available = compiled  # (not monkeypatch: a function-scoped fixture under Hypothesis)
+    try:
+        [ours] = toggles_to_rle([_toggles(mask)], mask.shape)
+    finally:
+        STRING_KERNEL.available = saved
+    theirs = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    assert ours == {"size": list(mask.shape), "counts": theirs["counts"].decode("ascii")}
+
+
+@given(mask=arrays(bool, st.tuples(st.integers(1, 30), st.integers(1, 30))))
+@settings(max_examples=200, deadline=None)
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_bounds_and_area_from_toggles_are_those_of_the_mask(compiled: bool, mask: np.ndarray) -> None:
+    if compiled and not BOUNDS_KERNEL.available:
+        pytest.skip("numba is not installed")
+    saved = BOUNDS_KERNEL.available
+    BOUNDS_KERNEL.available = compiled  # (not monkeypatch: a function-scoped fixture under Hypothesis)
+    try:
+        box, area = toggles_bounds_and_area(_toggles(mask), mask.shape[0])
+    finally:
+        BOUNDS_KERNEL.available = saved
+    expected = mask_to_box(mask[None])[0].astype(int).tolist() if mask.any() else [0, 0, 0, 0]
+    assert list(box) == expected and area == int(mask.sum())
+
+
+def test_toggles_to_rle_of_a_big_noisy_mask() -> None:
+    """Millions of runs, counts past 2**5k boundaries and int64 toggles (as stored past 2**31 pixels)."""
+    mask = np.random.default_rng(1).random((1500, 2250)) < 0.5
+    mask[:, 700:1600] = False  # one run of ~1.3 M zeros among the short ones
+    [ours] = toggles_to_rle([_toggles(mask).astype(np.int64)], mask.shape)
+    assert ours["counts"] == mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode("ascii")
 
 
 @given(

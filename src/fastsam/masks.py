@@ -24,10 +24,9 @@ import torch
 from .ops.mask_index import RunIndex
 from .ops.parallel import map_slices
 from .ops.rle import (
-    compress_runs,
     toggle_dtype,
     toggles_bounds_and_area,
-    toggles_to_counts,
+    toggles_to_rle,
     toggles_to_window,
     window_toggles,
     windows_to_rle,
@@ -174,7 +173,7 @@ class RunMasks:
     def to_rle(self) -> list[dict[str, Any]]:
         """Compressed COCO RLE of each mask (the same strings as :func:`fastsam.ops.rle.mask_to_rle` of the array)."""
         size = self.image_size
-        return map_slices(len(self), lambda part: compress_runs([toggles_to_counts(r, size) for r in self.runs[part]], size))
+        return map_slices(len(self), lambda part: toggles_to_rle(self.runs[part], size))
 
     def index(self) -> RunIndex:
         """Point and box queries over the masks, answered from the runs (see :class:`~fastsam.ops.mask_index.RunIndex`)."""

@@ -22,6 +22,7 @@ import numpy as np
 from contourpy import LineType, contour_generator
 from pycocotools import mask as mask_utils
 
+from ..jit import Kernel
 from .parallel import map_slices
 
 
@@ -178,9 +179,79 @@ def toggles_to_window(toggles: np.ndarray, bounds: Sequence[int], height: int) -
     return np.ascontiguousarray(np.repeat(values, lengths).reshape(w, h).T)
 
 
+def _toggles_to_string(toggles: np.ndarray, total: int) -> np.ndarray:
+    """The compressed COCO RLE string (as ASCII codes, uint8) of a mask given by its :func:`canonical_toggles` in an
+    image of ``total`` pixels; compiled by Numba (:data:`STRING_KERNEL`).
+
+    COCO's format: the run lengths (zeros first, no trailing empty run), each from the fourth on taken as the
+    difference to the one two before, written 5 bits a character (least significant first; bit 5 = more follow;
+    the last character's bit 4 is the sign) plus 48.
+    """
+    n = toggles.shape[0]
+    m = n + 1  # the runs: zeros before the first toggle, ..., after the last one
+    if n > 0 and np.int64(toggles[n - 1]) == total:
+        m = n  # the mask reaches the last pixel: no trailing run of zeros
+    out = np.empty(7 * m, dtype=np.uint8)  # a 33-bit difference takes at most 7 characters
+    pos = 0
+    last = np.int64(0)
+    before, previous = np.int64(0), np.int64(0)  # the run lengths two back and one back
+    for i in range(m):
+        edge = np.int64(toggles[i]) if i < n else np.int64(total)
+        count = edge - last
+        last = edge
+        x = count - before if i > 2 else count
+        before, previous = previous, count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            if more:
+                c |= 0x20
+            out[pos] = c + 48
+            pos += 1
+    return out[:pos].copy()
+
+
+#: :func:`_toggles_to_string` compiled (None without a usable Numba: pycocotools compresses, the same strings)
+STRING_KERNEL = Kernel(_toggles_to_string, "RLE strings are made by pycocotools, holding the GIL")
+
+
+def toggles_to_rle(runs: Sequence[np.ndarray], image_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Compressed COCO RLE dicts ``{"size": [H, W], "counts": str}`` of masks given by their
+    :func:`canonical_toggles`: pycocotools' strings, made by a compiled encoder that releases the GIL (threads run
+    it side by side), or by pycocotools where Numba is unusable."""
+    height, width = (int(v) for v in image_size)
+    kernel = STRING_KERNEL()
+    if kernel is None:
+        return compress_runs([toggles_to_counts(r, image_size) for r in runs], image_size)
+    total = height * width
+    return [{"size": [height, width], "counts": kernel(np.asarray(r), total).tobytes().decode("ascii")} for r in runs]
+
+
 def toggle_dtype(image_size: tuple[int, int]) -> type[np.signedinteger]:
     """The integer type run boundaries of an ``image_size`` image are stored in: int32 below 2**31 pixels."""
     return np.int32 if int(image_size[0]) * int(image_size[1]) < 2**31 else np.int64
+
+
+def _bounds_and_area(toggles: np.ndarray, height: int) -> tuple[int, int, int, int, int]:
+    """:func:`toggles_bounds_and_area` of a non-empty mask in one pass (compiled by Numba): ``x1, y1, x2, y2, area``."""
+    n = toggles.shape[0]
+    area = 0
+    top, bottom = height, 0
+    for r in range(0, n, 2):
+        start, end = np.int64(toggles[r]), np.int64(toggles[r + 1])
+        area += end - start
+        if start // height != (end - 1) // height:  # a run over several columns covers rows 0 .. H - 1
+            top, bottom = 0, height
+        else:
+            top = min(top, start % height)
+            bottom = max(bottom, (end - 1) % height + 1)
+    return np.int64(toggles[0]) // height, top, (np.int64(toggles[n - 1]) - 1) // height + 1, bottom, area
+
+
+#: :func:`_bounds_and_area` compiled (None without a usable Numba: numpy computes the same)
+BOUNDS_KERNEL = Kernel(_bounds_and_area, "mask boxes are measured by numpy")
 
 
 def toggles_bounds_and_area(toggles: np.ndarray, height: int) -> tuple[tuple[int, int, int, int], int]:
@@ -188,6 +259,10 @@ def toggles_bounds_and_area(toggles: np.ndarray, height: int) -> tuple[tuple[int
     :func:`canonical_toggles` in an image ``height`` pixels high."""
     if toggles.size == 0:
         return (0, 0, 0, 0), 0
+    kernel = BOUNDS_KERNEL()
+    if kernel is not None:
+        x1, y1, x2, y2, area = kernel(toggles, int(height))
+        return (int(x1), int(y1), int(x2), int(y2)), int(area)
     starts, ends = toggles[0::2].astype(np.int64), toggles[1::2].astype(np.int64)
     x_first, y_first = np.divmod(starts, height)
     x_last, y_last = np.divmod(ends - 1, height)
