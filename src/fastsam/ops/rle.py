@@ -1,6 +1,7 @@
 """Mask encodings and geometry: COCO run-length encoding, areas, boxes and polygons.
 
-Pure numpy functions (plus pycocotools for RLE and contourpy for polygons). Conventions:
+Pure numpy functions (plus pycocotools for RLE, contourpy for polygons, and two Numba kernels, :data:`STRING_KERNEL`
+and :data:`BOUNDS_KERNEL`, for masks held as runs). Conventions:
 
 * masks are ``(N, H, W)`` bool arrays;
 * boxes are ``(N, 4)`` float32 in pixels, xyxy in the *pixel-edge* convention: pixel ``(row, col)``
