@@ -32,6 +32,9 @@ class Kernel:
         self._lock = threading.Lock()
 
     def __call__(self) -> Callable[..., Any] | None:
+        compiled = self._compiled
+        if compiled is not None and self.available:  # the hot path (once per mask): no lock once compiled
+            return compiled
         with self._lock:
             if self._compiled is None and self.available:
                 try:

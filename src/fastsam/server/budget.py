@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..allocator import configure_allocator, trim_allocator
+from ..allocator import MiB, configure_allocator, trim_allocator
 from ..errors import FastSAMError
-from .limits import MiB, describe_bytes
+from .limits import describe_bytes
 
 UPLOAD_BYTES_PER_PIXEL = 14
 """Working memory of one upload per pixel of the photo: Pillow's decoded pixels (4 bytes) and their RGB copy (3),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-MiB = 1024 * 1024
+from ..allocator import MiB
 
 OPTION = {
     "max_points": "--max-points",
